@@ -1,0 +1,222 @@
+"""What the client-side reducers return: one frozen :class:`Output` per call.
+
+Naming follows the style anchors: *events* are past-tense facts for the application, *commands*
+are imperative instructions for whoever owns the I/O.  There are no callbacks and no hidden
+buffers: everything a call caused is in the Output it returned.
+
+The presence events themselves are :class:`~presence_core.PresenceMessage` values (the message
+that was applied, or a synthesized leave), so the hot path builds no extra object per member.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import TypeAlias
+
+import attrs
+
+from presence_core._wire import ErrorInfo, PresenceAction, PresenceMessage, ProtocolMessage
+
+__all__ = [
+    "ChannelState",
+    "ConnectionState",
+    "Operation",
+    "ChannelStateChanged",
+    "ConnectionStateChanged",
+    "ChannelEvents",
+    "FrameIgnored",
+    "Event",
+    "Send",
+    "SendPresence",
+    "OperationSucceeded",
+    "OperationFailed",
+    "ReentryFailed",
+    "CloseTransport",
+    "OpenTransport",
+    "Command",
+    "Output",
+    "EMPTY_OUTPUT",
+]
+
+
+class ChannelState(enum.Enum):
+    """Channel (room) states (RTL2)."""
+
+    INITIALIZED = "initialized"
+    ATTACHING = "attaching"
+    ATTACHED = "attached"
+    DETACHING = "detaching"
+    DETACHED = "detached"
+    SUSPENDED = "suspended"
+    FAILED = "failed"
+
+
+class ConnectionState(enum.Enum):
+    """Connection states (RTN4)."""
+
+    INITIALIZED = "initialized"
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    DISCONNECTED = "disconnected"
+    SUSPENDED = "suspended"
+    CLOSING = "closing"
+    CLOSED = "closed"
+    FAILED = "failed"
+
+
+@attrs.frozen(kw_only=True)
+class Operation:
+    """Handle of one presence operation (enter, update, leave, or an automatic re-entry).
+
+    It is settled exactly once, later, by an :class:`OperationSucceeded` or
+    :class:`OperationFailed` command carrying it (RTP16).
+    """
+
+    #: Sequence number, unique within its channel's PresenceSet.
+    id: int
+    #: The channel the operation belongs to.
+    channel: str
+    #: ENTER, UPDATE or LEAVE.
+    action: PresenceAction
+    #: The clientId acted for (``None`` for the connection's own identity).
+    client_id: str | None = None
+    #: True for an automatic re-entry (RTP17), which the application did not ask for.
+    reentry: bool = False
+
+
+# --- events -----------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class ChannelStateChanged:
+    """The channel moved from ``previous`` to ``current`` (or was re-ATTACHED: an UPDATE)."""
+
+    channel: str
+    previous: ChannelState
+    current: ChannelState
+    #: Why, if the change was caused by an error.
+    reason: ErrorInfo | None = None
+    #: On ATTACHED: whether the server kept continuity (RESUMED flag).
+    resumed: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class ConnectionStateChanged:
+    """The connection moved from ``previous`` to ``current``."""
+
+    previous: ConnectionState
+    current: ConnectionState
+    reason: ErrorInfo | None = None
+
+
+@attrs.frozen(kw_only=True)
+class ChannelEvents:
+    """A batch of one channel's events, as routed by the connection reducer."""
+
+    channel: str
+    events: tuple[PresenceMessage | ChannelStateChanged, ...]
+
+
+@attrs.frozen(kw_only=True)
+class FrameIgnored:
+    """A frame was ignored (unknown channel, unknown action, wrong state); kept for logging."""
+
+    message: ProtocolMessage
+    reason: str
+
+
+Event: TypeAlias = (
+    PresenceMessage | ChannelStateChanged | ConnectionStateChanged | ChannelEvents | FrameIgnored
+)
+
+
+# --- commands ---------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class Send:
+    """Send this frame to the server (ATTACH, DETACH, HEARTBEAT, or a numbered frame)."""
+
+    message: ProtocolMessage
+
+
+@attrs.frozen(kw_only=True)
+class SendPresence:
+    """Send this PRESENCE frame; an ACK or NACK for it settles ``operations``.
+
+    From a PresenceSet the frame has no ``msg_serial``: the connection reducer (or a harness)
+    numbers it, and later calls :meth:`PresenceSet.acknowledge` with ``operations``.
+    """
+
+    message: ProtocolMessage
+    operations: tuple[Operation, ...]
+
+
+@attrs.frozen(kw_only=True)
+class OperationSucceeded:
+    """The operation was acknowledged by the server."""
+
+    operation: Operation
+
+
+@attrs.frozen(kw_only=True)
+class OperationFailed:
+    """The operation failed: a NACK, or a channel/connection state that fails queued work."""
+
+    operation: Operation
+    error: ErrorInfo
+
+
+@attrs.frozen(kw_only=True)
+class ReentryFailed:
+    """Automatic re-entry of ``client_id`` failed (RTP17e).
+
+    ``error`` has code 91004 and carries the original error as its ``cause``.  The channel stays
+    attached.
+    """
+
+    channel: str
+    client_id: str
+    error: ErrorInfo
+
+
+@attrs.frozen(kw_only=True)
+class CloseTransport:
+    """Close the current transport (after a fatal error, an idle timeout or CLOSED)."""
+
+    reason: ErrorInfo | None = None
+
+
+@attrs.frozen(kw_only=True)
+class OpenTransport:
+    """Open a new transport with these query parameters (``resume``, ``clientId``, ``v`` ...)."""
+
+    params: dict[str, str]
+
+
+Command: TypeAlias = (
+    Send
+    | SendPresence
+    | OperationSucceeded
+    | OperationFailed
+    | ReentryFailed
+    | CloseTransport
+    | OpenTransport
+)
+
+
+@attrs.frozen
+class Output:
+    """Everything one call caused: events in emission order, then commands to run in order."""
+
+    events: tuple[Event, ...] = ()
+    commands: tuple[Command, ...] = ()
+    #: The handle of the operation a user call (enter, update, leave ...) started, if any.
+    operation: Operation | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.events or self.commands or self.operation)
+
+
+#: The shared empty Output, returned when a call caused nothing.
+EMPTY_OUTPUT: Output = Output()
