@@ -1,0 +1,1 @@
+"""pytest-benchmark suite (kept out of the default test run)."""
