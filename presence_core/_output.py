@@ -25,6 +25,8 @@ __all__ = [
     "ConnectionStateChanged",
     "ChannelEvents",
     "FrameIgnored",
+    "PingAnswered",
+    "PingFailed",
     "Event",
     "Send",
     "SendPresence",
@@ -125,8 +127,31 @@ class FrameIgnored:
     reason: str
 
 
+@attrs.frozen(kw_only=True)
+class PingAnswered:
+    """The server answered the ping ``id`` with a HEARTBEAT carrying the same id (RTN13)."""
+
+    id: str
+    #: Milliseconds between sending the ping and receiving the answer.
+    round_trip: int
+
+
+@attrs.frozen(kw_only=True)
+class PingFailed:
+    """The ping ``id`` got no answer: it timed out or its transport was lost (RTN13)."""
+
+    id: str
+    error: ErrorInfo
+
+
 Event: TypeAlias = (
-    PresenceMessage | ChannelStateChanged | ConnectionStateChanged | ChannelEvents | FrameIgnored
+    PresenceMessage
+    | ChannelStateChanged
+    | ConnectionStateChanged
+    | ChannelEvents
+    | FrameIgnored
+    | PingAnswered
+    | PingFailed
 )
 
 

@@ -1,0 +1,184 @@
+"""What a simulation runs: client specifications and schedule events (operations and faults).
+
+Every schedule event is a frozen value with ``at``: milliseconds of virtual time after the start
+of the simulation.  A schedule is any iterable of them; the simulator orders them by ``at`` and,
+for equal times, by their position in the schedule.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final, TypeAlias
+
+import attrs
+
+from presence_core._errors import UsageError
+from presence_core._presence_set import RoomOptions
+from presence_core._server import ApiKey
+
+__all__ = [
+    "SIMULATION_KEY",
+    "ClientSpec",
+    "Enter",
+    "Update",
+    "Leave",
+    "Attach",
+    "Detach",
+    "DropTransport",
+    "Partition",
+    "Resync",
+    "OperationEvent",
+    "FaultEvent",
+    "ScheduleEvent",
+]
+
+#: The API key every simulated client uses unless its spec names another: full capability, and
+#: an unidentified connection may act for any clientId (``enter_client``), as a backend does.
+SIMULATION_KEY: Final = ApiKey(name="sim.app", secret="sim-secret", any_client_id=True)
+
+
+def _non_negative(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if type(value) is not int or value < 0:
+        raise UsageError(f"{attribute.name} must be a non-negative int of ms, got {value!r}")
+
+
+def _positive(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if type(value) is not int or value <= 0:
+        raise UsageError(f"{attribute.name} must be a positive int of ms, got {value!r}")
+
+
+def _name(instance: object, attribute: attrs.Attribute[str], value: str) -> None:
+    if type(value) is not str or not value:
+        raise UsageError(f"{attribute.name} must be a non-empty string, got {value!r}")
+
+
+def _default_name(spec: ClientSpec) -> str:
+    if spec.client_id is None:
+        raise UsageError("a ClientSpec without client_id needs a name")
+    return spec.client_id
+
+
+def _rooms(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        raise UsageError("rooms must be a collection of room names, not one string")
+    rooms = tuple(value)
+    for room in rooms:
+        if type(room) is not str or not room:
+            raise UsageError(f"room names must be non-empty strings, got {room!r}")
+    return rooms
+
+
+@attrs.frozen(kw_only=True)
+class ClientSpec:
+    """One simulated client: a :class:`~presence_core.Connection` and the rooms it attaches.
+
+    The client connects and attaches its rooms at time 0.  Rooms are Chat room names; the
+    channel of room ``R`` is ``R::$chat``.
+    """
+
+    #: The clientId to connect as; ``None`` for an unidentified connection (which may use
+    #: ``enter_client`` when its key allows it).
+    client_id: str | None = None
+    #: How schedules and queries name this client; defaults to ``client_id``.
+    name: str = attrs.field(default=attrs.Factory(_default_name, takes_self=True), validator=_name)
+    #: Rooms attached at time 0.
+    rooms: tuple[str, ...] = attrs.field(default=(), converter=_rooms)
+    #: Options of every room of this client (``subscribe=False`` for a client that only enters).
+    room_options: RoomOptions = attrs.field(factory=RoomOptions)
+    #: The ``name:secret`` key the client connects with.
+    key: str = SIMULATION_KEY.key
+
+
+@attrs.frozen(kw_only=True)
+class Enter:
+    """``client`` enters ``room`` with ``data`` (for ``client_id``: ``enter_client``)."""
+
+    at: int = attrs.field(validator=_non_negative)
+    client: str
+    room: str
+    data: Any = None
+    #: Act for this clientId (RTP14) instead of the connection's own.
+    client_id: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class Update:
+    """``client`` updates its presence data in ``room`` (``update_client`` with ``client_id``)."""
+
+    at: int = attrs.field(validator=_non_negative)
+    client: str
+    room: str
+    data: Any = None
+    client_id: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class Leave:
+    """``client`` leaves ``room`` (``leave_client`` with ``client_id``)."""
+
+    at: int = attrs.field(validator=_non_negative)
+    client: str
+    room: str
+    data: Any = None
+    client_id: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class Attach:
+    """``client`` attaches ``room``."""
+
+    at: int = attrs.field(validator=_non_negative)
+    client: str
+    room: str
+
+
+@attrs.frozen(kw_only=True)
+class Detach:
+    """``client`` detaches ``room``; the server removes its members there."""
+
+    at: int = attrs.field(validator=_non_negative)
+    client: str
+    room: str
+
+
+@attrs.frozen(kw_only=True)
+class DropTransport:
+    """The network abruptly breaks ``client``'s transport; both ends notice at once.
+
+    Frames in flight on it are lost.  The client resumes at once, within the grace period.
+    """
+
+    at: int = attrs.field(validator=_non_negative)
+    client: str
+
+
+@attrs.frozen(kw_only=True)
+class Partition:
+    """``client`` loses the network for ``duration`` ms.
+
+    The current transport breaks (frames in flight are lost) and the server notices at once.
+    Connection attempts fail until the partition ends.  With ``silent`` the client is not told:
+    it finds out from its idle timer (no HEARTBEAT for maxIdleInterval plus its request
+    timeout), later than the server, so a partition ending near the connectionStateTtl gives
+    a resume the server has forgotten (a new connectionId and error 80008).
+    """
+
+    at: int = attrs.field(validator=_non_negative)
+    client: str
+    duration: int = attrs.field(validator=_positive)
+    silent: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class Resync:
+    """The server sends a fresh SYNC of ``room`` to every presence subscriber (RTP18)."""
+
+    at: int = attrs.field(validator=_non_negative)
+    room: str
+
+
+#: A user operation in a schedule.
+OperationEvent: TypeAlias = Enter | Update | Leave | Attach | Detach
+#: A network or server fault in a schedule.
+FaultEvent: TypeAlias = DropTransport | Partition | Resync
+#: Anything a schedule may hold.
+ScheduleEvent: TypeAlias = OperationEvent | FaultEvent

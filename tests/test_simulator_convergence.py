@@ -1,0 +1,122 @@
+"""End-to-end convergence of server and clients under generated fault schedules.
+
+The property of issue 5: after the faults stop and the network goes quiet,
+
+* every attached client with subscribe has ``get()`` equal to the server's member set for that
+  room, compared as (clientId, connectionId, data);
+* no client ever saw a leave for a member it did not have (tracked per client from its own
+  events, which must also add up to its ``get()``);
+* every clientId a client entered and never left (by operations that succeeded) is present
+  again, on the client's current connection, with its latest data.
+
+Everything runs through :class:`presence_core.testing.Simulation`, whose checker
+(``check_convergence``) implements those three points.
+"""
+
+from __future__ import annotations
+
+from hypothesis import event, find, given, settings
+from hypothesis import strategies as st
+
+from presence_core import RoomOptions
+from presence_core.testing import (
+    Attach,
+    ClientSpec,
+    Detach,
+    DropTransport,
+    Enter,
+    Leave,
+    Partition,
+    Resync,
+    ScheduleEvent,
+    Simulation,
+    Update,
+    strategies,
+)
+
+CLIENTS = (
+    ClientSpec(client_id="ann", rooms=["r1"]),
+    ClientSpec(client_id="ben", rooms=["r1", "r2"]),
+    ClientSpec(client_id="cat", rooms=["r2"]),
+    # An unidentified backend that enters for others and does not subscribe (RTP14, RTP17a).
+    ClientSpec(name="bot", rooms=["r2"], room_options=RoomOptions(subscribe=False)),
+)
+NAMES = [spec.name for spec in CLIENTS]
+ROOMS = ["r1", "r2"]
+ACTING_FOR = {"bot": ["x", "y"]}
+
+SCHEDULES = strategies.schedules(
+    clients=NAMES, rooms=ROOMS, acting_for=ACTING_FOR, max_operations=12, max_faults=5
+)
+
+# The CI profile runs 100 examples by default; this property always runs at least 500, and as
+# many as the profile asks for beyond that (5000 under ``thorough``).
+EXAMPLES = max(500, settings().max_examples)
+
+
+def _label(stats: dict[str, int]) -> None:
+    for name in ("resumes", "failed_resumes", "rooms_reattached", "resends", "resyncs"):
+        if stats.get(name):
+            event(f"had {name}")
+
+
+@settings(max_examples=EXAMPLES)
+@given(schedule=SCHEDULES, seed=st.integers(min_value=0, max_value=2**32 - 1))
+def test_convergence_under_generated_fault_schedules(
+    schedule: tuple[ScheduleEvent, ...], seed: int
+) -> None:
+    """Convergence after faults: client views equal the server's, no impossible leave, and
+    entered members are present again with their latest data (RTP17, RTP19, RTN15, RTN19a)."""
+    sim = Simulation(seed=seed, clients=CLIENTS, record=False)
+    sim.run_until_quiet(schedule)
+    _label(dict(sim.stats))
+    sim.assert_converged()
+
+
+# --- the strategies -------------------------------------------------------------------------
+
+
+@settings(max_examples=50)
+@given(schedule=SCHEDULES)
+def test_schedules_are_sorted_bounded_and_name_known_clients(
+    schedule: tuple[ScheduleEvent, ...],
+) -> None:
+    assert [e.at for e in schedule] == sorted(e.at for e in schedule)
+    ops = [e for e in schedule if isinstance(e, Enter | Update | Leave | Attach | Detach)]
+    faults = [e for e in schedule if isinstance(e, DropTransport | Partition | Resync)]
+    assert len(ops) <= 12
+    assert len(faults) <= 5
+    assert len(ops) + len(faults) == len(schedule)
+    for e in schedule:
+        if isinstance(e, Resync):
+            assert e.room in ROOMS
+        else:
+            assert e.client in NAMES
+        if isinstance(e, Enter | Update | Leave):
+            assert (e.client_id is not None) == (e.client == "bot")
+
+
+@settings(max_examples=200)
+@given(duration=strategies.partition_durations(grace_period=10_000, connection_state_ttl=60_000))
+def test_partition_durations_follow_the_given_grace_and_ttl(duration: int) -> None:
+    assert 1_000 <= duration <= 120_000
+
+
+def test_operation_sequences_shrink_towards_the_empty_schedule() -> None:
+    found = find(
+        strategies.operation_sequences(clients=["a"], rooms=["r"]),
+        lambda ops: any(isinstance(op, Leave) for op in ops),
+    )
+    assert found == (Leave(at=0, client="a", room="r", data=None),)
+
+
+def test_fault_schedules_cover_every_fault_kind() -> None:
+    strategy = strategies.fault_schedules(clients=["a"], rooms=["r"])
+    for kind in (DropTransport, Partition, Resync):
+        found = find(strategy, lambda faults, kind=kind: any(isinstance(f, kind) for f in faults))  # type: ignore[misc]
+        assert len(found) == 1
+        assert isinstance(found[0], kind)
+    silent = find(
+        strategy, lambda faults: any(isinstance(f, Partition) and f.silent for f in faults)
+    )
+    assert silent == (Partition(at=0, client="a", duration=1_000, silent=True),)
