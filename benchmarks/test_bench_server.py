@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import itertools
 import random
-from typing import Any, Final, cast
+from typing import Any, Final
 
 import pytest
 
@@ -42,8 +42,7 @@ class FanOut:
     """A server with :data:`SUBSCRIBERS` subscribers and an entered publisher on one channel."""
 
     def __init__(self) -> None:
-        # cast: mypy cannot infer the generic ``converter=tuple`` of ServerConfig.keys.
-        config: ServerConfig = cast(Any, ServerConfig)(
+        config = ServerConfig(
             keys=(_KEY,),
             # One publisher sends every round at the same ``now``; lift the rate limit.
             max_messages_per_second=1_000_000_000,
