@@ -81,7 +81,7 @@ from typing import Any, Final, TypeAlias
 import attrs
 
 from presence_core._errors import ProtocolError, UsageError
-from presence_core._newness import NO_POSITION, newer_than, position
+from presence_core._newness import NO_POSITION, UNPARSED, newer_than, position, superseding
 from presence_core._output import (
     EMPTY_OUTPUT,
     ChannelState,
@@ -96,6 +96,7 @@ from presence_core._output import (
     ReentryFailed,
     Send,
     SendPresence,
+    events_output,
 )
 from presence_core._wire import (
     ChannelMode,
@@ -165,6 +166,7 @@ _ENTER: Final = PresenceAction.ENTER
 _LEAVE: Final = PresenceAction.LEAVE
 _UPDATE: Final = PresenceAction.UPDATE
 _ABSENT: Final = PresenceAction.ABSENT
+_UNPARSED: Final = UNPARSED
 _A_PRESENCE: Final = int(ProtocolAction.PRESENCE)
 _A_SYNC: Final = int(ProtocolAction.SYNC)
 _A_ATTACHED: Final = int(ProtocolAction.ATTACHED)
@@ -417,15 +419,39 @@ class PresenceSet:
             )
         action = message.action
         if action == _A_PRESENCE:
-            items = self._checked_items(message)
+            items: Sequence[PresenceMessage]
+            presence = message.presence
+            if presence.__class__ is tuple:
+                # _checked_items, inlined for the hot path.
+                items = presence
+                for m in items:
+                    if (
+                        m.__class__ is not PresenceMessage
+                        or m.client_id.__class__ is not str
+                        or m.connection_id.__class__ is not str
+                        or m.id.__class__ is not str
+                        or m.timestamp.__class__ is not int
+                        or m.action.__class__ is not PresenceAction
+                        or m.action is _ABSENT
+                    ):
+                        items = self._normalized_items(message)
+                        break
+            else:
+                items = self._checked_items(message)
             if self._state is not _ATTACHED:
                 return _ignored(message, "channel not attached")
             if message.channel_serial is not None:
                 self._channel_serial = message.channel_serial
+            if len(items) == 1:
+                # The common frame: one item, applied without building an events list.
+                m = items[0]
+                if not self._apply_one(m):
+                    return EMPTY_OUTPUT
+                return events_output(items if items.__class__ is tuple else (m,))
             if not items:
                 return EMPTY_OUTPUT
             events = self._apply(items)
-            return Output(tuple(events)) if events else EMPTY_OUTPUT
+            return events_output(events) if events else EMPTY_OUTPUT
         if action == _A_SYNC:
             return self._on_sync(message, now)
         if action == _A_ATTACHED:
@@ -441,11 +467,12 @@ class PresenceSet:
     def _checked_items(self, message: ProtocolMessage) -> Sequence[PresenceMessage]:
         """Validate a frame's presence items; return them (TP3-inherited if needed)."""
         items = message.presence
-        if items is None:
-            return ()
-        if type(items) is not tuple:
+        if items.__class__ is not tuple:
+            if items is None:
+                return ()
             return self._normalized_items(message)
         for m in items:
+            # The common case first: a decoded item needing no inheritance or coercion.
             if (
                 m.__class__ is not PresenceMessage
                 or m.client_id.__class__ is not str
@@ -504,12 +531,14 @@ class PresenceSet:
                 out.append(m)
         return out
 
-    def _apply(self, items: Sequence[PresenceMessage]) -> list[Event]:
+    def _apply(self, items: Sequence[PresenceMessage]) -> tuple[Event, ...]:
         """Apply validated PRESENCE or SYNC items (RTP2, RTP17b); return the events.
 
-        This is the hot path: per item one position parse, one newness check, a dict write,
-        the clientId index update when a key appears or disappears, and the message itself
-        appended as the event.
+        This is the hot path: per item one dict lookup, a newness check only if the key is
+        stored already, a dict write, the clientId index update when a key appears or
+        disappears, and the message itself kept as the event.  An id is parsed into its RTP2b
+        position only when a comparison needs it: a new member is stored ``UNPARSED`` and
+        parsed (and the parse cached in its entry) on its first comparison.
         """
         members = self._members
         tombstones = self._tombstones
@@ -517,59 +546,116 @@ class PresenceSet:
         syncing = self._syncing
         residual = self._residual
         own_conn = self._connection_id
-        events: list[Event] = []
-        append = events.append
+        applied: list[PresenceMessage] = []
         for m in items:
             # Validated on receipt: both are str here.
             cid: str = m.connection_id  # type: ignore[assignment]
             client: str = m.client_id  # type: ignore[assignment]
             key = (cid, client)
-            serial, index = position(m.id, cid)
+            old = members.get(key)
             if m.action is _LEAVE:
-                old = members.get(key)
                 if old is not None:
-                    if newer_than(m, serial, index, old):
+                    entry = superseding(m, cid, old, members, key)
+                    if entry is not None:
                         del members[key]
-                        if by_client[client].__class__ is str:
-                            del by_client[client]
-                        else:
-                            self._unindex_many(client, cid)
+                        conns = by_client.pop(client)
+                        if conns.__class__ is not str:
+                            self._unindex_many(client, cid, conns)
                         if syncing:
                             # RTP2h2a + D1: tombstone, one leave now, no residual leave later.
-                            tombstones[key] = (m, serial, index)
+                            tombstones[key] = entry
                             residual.pop(key, None)
-                        append(m)
+                        applied.append(m)
                 elif syncing:
                     # D2: a leave for an unknown member during a sync is a silent tombstone,
                     # so an older SYNC entry for it cannot resurrect it.
                     old = tombstones.get(key)
-                    if old is None or newer_than(m, serial, index, old):
-                        tombstones[key] = (m, serial, index)
+                    if old is None:
+                        tombstones[key] = (m, _UNPARSED, 0)
+                    else:
+                        entry = superseding(m, cid, old, tombstones, key)
+                        if entry is not None:
+                            tombstones[key] = entry
             else:
                 if syncing:
                     # RTP19 (UTS clarification): seen counts even if it loses newness.
                     residual.pop(key, None)
-                old = members.get(key)
                 if old is not None:
-                    if newer_than(m, serial, index, old):
-                        members[key] = (m, serial, index)
-                        append(m)
-                elif not tombstones or self._beats_tombstone(key, m, serial, index):
-                    members[key] = (m, serial, index)
+                    entry = superseding(m, cid, old, members, key)
+                    if entry is not None:
+                        members[key] = entry
+                        applied.append(m)
+                elif not tombstones or self._beats_tombstone(key, m):
+                    members[key] = (m, _UNPARSED, 0)
                     if by_client.setdefault(client, cid) is not cid:
                         self._index_many(client, cid)
-                    append(m)
+                    applied.append(m)
             if cid == own_conn:
-                self._apply_own(m, serial, index)
-        return events
+                self._apply_own(m)
+        return tuple(applied)
 
-    def _beats_tombstone(self, key: _Key, m: PresenceMessage, serial: int, index: int) -> bool:
+    def _apply_one(self, m: PresenceMessage) -> bool:
+        """:meth:`_apply` for a frame of one item (step for step); return whether it applied.
+
+        Kept in step with :meth:`_apply` by the stateful model test, which mixes frames of
+        one and of several items, and by ``test_one_item_frames_match_one_frame``.
+        """
+        # Validated on receipt: both are str here.
+        cid: str = m.connection_id  # type: ignore[assignment]
+        client: str = m.client_id  # type: ignore[assignment]
+        key = (cid, client)
+        members = self._members
+        old = members.get(key)
+        applied = False
+        if m.action is _LEAVE:
+            if old is not None:
+                entry = superseding(m, cid, old, members, key)
+                if entry is not None:
+                    del members[key]
+                    conns = self._by_client.pop(client)
+                    if conns.__class__ is not str:
+                        self._unindex_many(client, cid, conns)
+                    if self._syncing:
+                        # RTP2h2a + D1: tombstone, one leave now, no residual leave later.
+                        self._tombstones[key] = entry
+                        self._residual.pop(key, None)
+                    applied = True
+            elif self._syncing:
+                # D2: a silent tombstone (see _apply).
+                tombstones = self._tombstones
+                old = tombstones.get(key)
+                if old is None:
+                    tombstones[key] = (m, _UNPARSED, 0)
+                else:
+                    entry = superseding(m, cid, old, tombstones, key)
+                    if entry is not None:
+                        tombstones[key] = entry
+        else:
+            if self._syncing:
+                # RTP19 (UTS clarification): seen counts even if it loses newness.
+                self._residual.pop(key, None)
+            if old is not None:
+                entry = superseding(m, cid, old, members, key)
+                if entry is not None:
+                    members[key] = entry
+                    applied = True
+            elif not self._tombstones or self._beats_tombstone(key, m):
+                members[key] = (m, _UNPARSED, 0)
+                if self._by_client.setdefault(client, cid) is not cid:
+                    self._index_many(client, cid)
+                applied = True
+        if cid == self._connection_id:
+            self._apply_own(m)
+        return applied
+
+    def _beats_tombstone(self, key: _Key, m: PresenceMessage) -> bool:
         """Whether a member message supersedes the tombstone for its key (and drop it if so)."""
-        old = self._tombstones.get(key)
+        tombstones = self._tombstones
+        old = tombstones.get(key)
         if old is None:
             return True
-        if newer_than(m, serial, index, old):
-            del self._tombstones[key]
+        if superseding(m, key[0], old, tombstones, key) is not None:
+            del tombstones[key]
             return True
         return False
 
@@ -580,21 +666,24 @@ class PresenceSet:
         else:
             current[cid] = None
 
-    def _unindex_many(self, client: str, cid: str) -> None:
-        current = self._by_client[client]
-        assert type(current) is dict  # the str case is handled by the callers
-        del current[cid]
-        if len(current) == 1:
-            self._by_client[client] = next(iter(current))
+    def _unindex_many(self, client: str, cid: str, conns: str | dict[str, None]) -> None:
+        """Put back the index entry ``conns`` (popped for ``client``) without ``cid``.
+
+        Callers pop the entry first, which is all a clientId on one connection needs; only a
+        clientId on several connections (a dict entry) comes here.
+        """
+        assert type(conns) is dict  # the str case is handled by the callers
+        del conns[cid]
+        self._by_client[client] = next(iter(conns)) if len(conns) == 1 else conns
 
     def _index_remove(self, client: str, cid: str) -> None:
-        if type(self._by_client[client]) is str:
-            del self._by_client[client]
-        else:
-            self._unindex_many(client, cid)
+        conns = self._by_client.pop(client)
+        if type(conns) is not str:
+            self._unindex_many(client, cid, conns)
 
-    def _apply_own(self, m: PresenceMessage, serial: int, index: int) -> None:
+    def _apply_own(self, m: PresenceMessage) -> None:
         """RTP17b/RTP17h/D4: feed the own-member map from an echo on the current connection."""
+        serial, index = position(m.id, m.connection_id)
         client: str = m.client_id  # type: ignore[assignment]
         old = self._own.get(client)
         if m.action is _LEAVE:
@@ -630,10 +719,10 @@ class PresenceSet:
             self._sync_id = sync_id  # the sync announced by ATTACHED's HAS_PRESENCE
         elif sync_id is None or sync_id != self._sync_id:
             self._start_sync(sync_id)  # RTP18a + D3: restart; tombstones are kept
-        events = self._apply(items) if items else []
+        events = self._apply(items) if items else ()
         if cursor == "":
-            events.extend(self._end_sync(now))  # RTP18b: this page's events first
-        return Output(tuple(events)) if events else EMPTY_OUTPUT
+            events += self._end_sync(now)  # RTP18b: this page's events first
+        return events_output(events) if events else EMPTY_OUTPUT
 
     def _start_sync(self, sync_id: str | None) -> None:
         """RTP19: every visible member is residual until seen."""
@@ -641,7 +730,7 @@ class PresenceSet:
         self._sync_id = sync_id
         self._residual = dict.fromkeys(self._members)
 
-    def _end_sync(self, now: int) -> list[Event]:
+    def _end_sync(self, now: int) -> tuple[Event, ...]:
         """RTP19 residual leaves (id None, timestamp now), RTP2h2b silent tombstone removal."""
         events: list[Event] = []
         members = self._members
@@ -653,7 +742,7 @@ class PresenceSet:
         self._tombstones.clear()
         self._syncing = False
         self._sync_id = None
-        return events
+        return tuple(events)
 
     def _clear_with_leaves(self, now: int) -> list[Event]:
         """RTP19a: a leave for every member, then an empty, complete set."""
