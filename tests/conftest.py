@@ -1,6 +1,7 @@
 """Shared test configuration: hypothesis profiles.
 
-``ci`` (the default) has no deadline, so a slow shared machine never fails a test on timing.
+``ci`` (the default) has no deadline, so a slow shared machine never fails a test on timing, and
+is derandomized, so a CI run is reproducible: the same commit explores the same examples.
 ``thorough`` is for long runs by hand: ``HYPOTHESIS_PROFILE=thorough pytest``.
 """
 
@@ -13,6 +14,7 @@ from hypothesis import HealthCheck, settings
 settings.register_profile(
     "ci",
     deadline=None,
+    derandomize=True,
     max_examples=100,
     suppress_health_check=[HealthCheck.too_slow],
     print_blob=True,
