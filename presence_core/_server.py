@@ -174,6 +174,13 @@ class AccessToken:
     client_id: str | None = None
 
 
+def _no_channel(tid: TransportId, verb: str) -> Deliver:
+    """The ERROR answering a channel operation that names no channel."""
+    return Deliver(
+        transport_ids=(tid,), message=_error_frame(_error(40000, 400, f"{verb} without a channel"))
+    )
+
+
 def _positive(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise UsageError(f"{attribute.name} must be a positive int, got {value!r}")
@@ -936,12 +943,7 @@ class Server:
     ) -> None:
         name = msg.channel
         if not name:
-            out.append(
-                Deliver(
-                    transport_ids=(tid,),
-                    message=_error_frame(_error(40000, 400, "ATTACH without a channel")),
-                )
-            )
+            out.append(_no_channel(tid, "ATTACH"))
             return
         allowed = _capability_modes(conn.grant.capability, name)
         if not allowed:
@@ -984,12 +986,7 @@ class Server:
     ) -> None:
         name = msg.channel
         if not name:
-            out.append(
-                Deliver(
-                    transport_ids=(tid,),
-                    message=_error_frame(_error(40000, 400, "DETACH without a channel")),
-                )
-            )
+            out.append(_no_channel(tid, "DETACH"))
             return
         detached = ProtocolMessage(action=ProtocolAction.DETACHED, channel=name)
         out.append(Deliver(transport_ids=(tid,), message=detached))
