@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import importlib
 import inspect
 import pathlib
 import subprocess
@@ -51,14 +52,26 @@ def test_forbidden_import_detector_catches_each_form(tmp_path: pathlib.Path) -> 
     assert _imported_roots(probe) & FORBIDDEN == {"time", "asyncio", "random"}
 
 
-def test_all_names_exist_once_and_are_documented() -> None:
-    names = presence_core.__all__
+@pytest.mark.parametrize(
+    "module_name",
+    ["presence_core", "presence_core.testing", "presence_core.testing.strategies"],
+)
+def test_all_names_exist_once_and_are_documented(module_name: str) -> None:
+    """Every public name, and every public method or property of a public class, has a doc."""
+    module = importlib.import_module(module_name)
+    names = module.__all__
     assert len(names) == len(set(names))
     for name in names:
-        obj = getattr(presence_core, name)
+        obj = getattr(module, name)
         if name == "__version__" or not (inspect.isclass(obj) or inspect.isfunction(obj)):
             continue
         assert inspect.getdoc(obj), f"{name} has no docstring"
+        if inspect.isclass(obj):
+            for attr, value in vars(obj).items():
+                if attr.startswith("_"):
+                    continue
+                if inspect.isfunction(value) or isinstance(value, property):
+                    assert inspect.getdoc(value), f"{name}.{attr} has no docstring"
 
 
 def test_core_import_does_not_import_adapters() -> None:

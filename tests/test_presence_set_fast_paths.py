@@ -30,7 +30,7 @@ from presence_core._newness import (
     superseding,
 )
 from presence_core._output import events_output
-from tests.test_presence_set_support import (
+from tests.presence_set_support import (
     ENTER,
     LEAVE,
     MY_CONN,

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from presence_core import PresenceAction, PresenceMessage, ProtocolError, is_newer
 from presence_core._newness import NO_POSITION, position
-from tests.test_presence_set_support import (
+from tests.presence_set_support import (
     ENTER,
     LEAVE,
     NOW,

@@ -21,7 +21,7 @@ from presence_core import (
     RoomOptions,
     UsageError,
 )
-from tests.test_presence_set_support import (
+from tests.presence_set_support import (
     ENTER,
     LEAVE,
     ME,

@@ -25,7 +25,7 @@ from presence_core import (
     Send,
     UsageError,
 )
-from tests.test_presence_set_support import (
+from tests.presence_set_support import (
     CH,
     ENTER,
     LEAVE,

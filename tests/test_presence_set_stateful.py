@@ -50,7 +50,7 @@ from presence_core import (
     SendPresence,
     UsageError,
 )
-from tests.test_presence_set_support import CH, attached, detached, presence, sync
+from tests.presence_set_support import CH, attached, detached, presence, sync
 
 S = ChannelState
 ME = "me"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from presence_core import FrameIgnored, ProtocolAction, ProtocolError, ProtocolMessage
-from tests.test_presence_set_support import (
+from tests.presence_set_support import (
     ENTER,
     LEAVE,
     NOW,

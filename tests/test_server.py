@@ -25,7 +25,7 @@ from presence_core import (
     ServerConnectionState,
     UsageError,
 )
-from tests.test_server_support import (
+from tests.server_support import (
     KEY,
     T0,
     Client,

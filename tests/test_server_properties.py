@@ -20,7 +20,7 @@ from presence_core import (
     Server,
     ServerConnectionInfo,
 )
-from tests.test_server_support import KEY, T0, attach, connect, make_server, member_view, presence
+from tests.server_support import KEY, T0, attach, connect, make_server, member_view, presence
 
 A = PresenceAction
 P = ProtocolAction
