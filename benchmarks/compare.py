@@ -102,8 +102,6 @@ class Peer(abc.ABC):
     """One implementation under test, driven through its own native entry points."""
 
     name: ClassVar[str]
-    #: Whether the peer answers lookups synchronously (ably's RealtimePresence.get is async).
-    has_lookup: ClassVar[bool] = True
 
     def convert_presence(self, frames: list[ProtocolMessage]) -> Any:
         """Convert PRESENCE frames to this peer's own input (done once, untimed)."""
@@ -125,16 +123,20 @@ class Peer(abc.ABC):
     def run_sync(self, state: Any, inputs: Any) -> None:
         """Apply a whole SYNC (the timed part of sync and resync)."""
 
+
+class LookupPeer(Peer):
+    """A peer that also answers lookups synchronously (ably's RealtimePresence.get is async)."""
+
+    @abc.abstractmethod
     def lookup(self, state: Any, client_id: str) -> object:
         """All members with this clientId."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def present(self, state: Any, client_id: str) -> bool:
         """Whether any member has this clientId."""
-        raise NotImplementedError
 
 
-class DictFloor(Peer):
+class DictFloor(LookupPeer):
     """A plain dict keyed by (connectionId, clientId) holding a small tuple; no events."""
 
     name = "dict floor"
@@ -209,7 +211,7 @@ class _ReducerShapedFloor:
         return tuple(events)
 
 
-class ReducerFloor(Peer):
+class ReducerFloor(LookupPeer):
     """:class:`_ReducerShapedFloor`: the dict floor plus a method call, newness and events."""
 
     name = "reducer floor"
@@ -251,7 +253,7 @@ def _ably_messages(frame: ProtocolMessage) -> list[Any]:
     ]
 
 
-class AblyPresenceMapPeer(Peer):
+class AblyPresenceMapPeer(LookupPeer):
     """ably-python 3.1.4 ``PresenceMap``, keyed by memberKey, without RealtimePresence."""
 
     name = "ably PresenceMap"
@@ -299,7 +301,6 @@ class AblyRealtimePresencePeer(Peer):
     """
 
     name = "ably RealtimePresence"
-    has_lookup = False
 
     def convert_presence(self, frames: list[ProtocolMessage]) -> Any:
         return [_ably_messages(frame) for frame in frames]
@@ -338,7 +339,7 @@ def _awareness_id(item: Any) -> int:
     return int((item.timestamp - T0) % 1_000_000) + 1
 
 
-class AwarenessPeer(Peer):
+class AwarenessPeer(LookupPeer):
     """pycrdt ``Awareness`` fed binary awareness updates (its wire input).
 
     A member is a Yjs client whose state is ``{clientId, connectionId, data}``; enter, update
@@ -420,7 +421,7 @@ class AwarenessPeer(Peer):
         return any(value.get("clientId") == client_id for value in state.states.values())
 
 
-class PresenceSetPeer(Peer):
+class PresenceSetPeer(LookupPeer):
     """presence_core's PresenceSet: ``receive(frame, now=...)``; ATTACHED first."""
 
     name = "PresenceSet"
@@ -478,7 +479,7 @@ def _time_sync(peer: Peer, workload: str, inputs: dict[str, Any]) -> int:
     return _timed(lambda: peer.run_sync(state, inputs[workload]))
 
 
-def _time_lookup(peer: Peer, workload: str, inputs: dict[str, Any], room: Room) -> float:
+def _time_lookup(peer: LookupPeer, workload: str, inputs: dict[str, Any], room: Room) -> float:
     state = peer.empty()
     peer.run_presence(state, inputs["enter"])
     return lookup_ns(peer.lookup if workload == "get" else peer.present, state, room)
@@ -492,6 +493,8 @@ def measure_once(peer: Peer, workload: str, room: Room, inputs: dict[str, Any]) 
         return _time_presence(peer, workload, inputs) / room.size
     if workload in ("sync", "resync"):
         return _time_sync(peer, workload, inputs) / room.size
+    if not isinstance(peer, LookupPeer):
+        raise TypeError(f"{peer.name} answers no synchronous lookups")
     return _time_lookup(peer, workload, inputs, room)
 
 
@@ -513,22 +516,17 @@ def measure_size(
         chosen = [
             peer
             for peer in peers
-            if peer.name in inputs and (peer.has_lookup or workload not in ("get", "present"))
+            if peer.name in inputs
+            and (isinstance(peer, LookupPeer) or workload not in ("get", "present"))
         ]
         samples: dict[str, list[float]] = {peer.name: [] for peer in chosen}
-        failed: set[str] = set()
         started = time.perf_counter()
         for _ in range(1 if workload == "memory" else rounds):
             for peer in chosen:
-                if peer.name in failed:
-                    continue
-                try:
-                    samples[peer.name].append(measure_once(peer, workload, room, inputs[peer.name]))
-                except NotImplementedError:
-                    failed.add(peer.name)
+                samples[peer.name].append(measure_once(peer, workload, room, inputs[peer.name]))
         for peer in chosen:
             values = samples[peer.name]
-            medians[workload, peer.name] = statistics.median(values) if values else None
+            medians[workload, peer.name] = statistics.median(values)
         cells = ", ".join(
             f"{peer.name} {_cell(workload, medians[workload, peer.name])}" for peer in chosen
         )
@@ -581,13 +579,9 @@ def retained_bytes(peer: Peer, size: int) -> float:
 # -- codec row (decode of a 100-member SYNC frame vs json.loads) ------------------------------
 
 
-def measure_codec(rounds: int) -> tuple[float, float] | None:
+def measure_codec(rounds: int) -> tuple[float, float]:
     """Median ns of ``json.loads`` and of ``presence_core.decode`` on one 100-member SYNC text."""
     text = json.dumps(wire_sync_frame(make_room(100).members), separators=(",", ":"))
-    try:
-        decode(text)
-    except NotImplementedError:
-        return None
     loops = 2_000
 
     def repeat(function: Callable[[str], object]) -> None:
@@ -648,7 +642,7 @@ def table(results: Results, size: int, peers: Sequence[str], workloads: Sequence
     return "\n".join(lines)
 
 
-def targets(results: Results, sizes: Sequence[int], codec: tuple[float, float] | None) -> str:
+def targets(results: Results, sizes: Sequence[int], codec: tuple[float, float]) -> str:
     """The issue's performance targets, judged on this run's largest size."""
     size = max(sizes)
     smallest = min(sizes)
@@ -700,15 +694,12 @@ def targets(results: Results, sizes: Sequence[int], codec: tuple[float, float] |
         f"- retained memory: {verdict(ok)} — {_cell('memory', mine)} per member, "
         f"{_ratio(mine, floor)} the dict floor (≤ 1.3x)"
     )
-    if codec is None:
-        lines.append("- decode of a 100-member SYNC frame: n/a (codec not implemented)")
-    else:
-        loads, decode = codec
-        lines.append(
-            f"- decode of a 100-member SYNC frame: {verdict(decode <= 3 * loads)} — "
-            f"{decode / 1000:,.1f} µs vs json.loads {loads / 1000:,.1f} µs "
-            f"({decode / loads:.2f}x, ≤ 3x)"
-        )
+    loads, decode = codec
+    lines.append(
+        f"- decode of a 100-member SYNC frame: {verdict(decode <= 3 * loads)} — "
+        f"{decode / 1000:,.1f} µs vs json.loads {loads / 1000:,.1f} µs "
+        f"({decode / loads:.2f}x, ≤ 3x)"
+    )
     return "\n".join(lines)
 
 
@@ -749,18 +740,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         frames = build_frames(room)
         inputs: dict[str, dict[str, Any]] = {}
         for peer in peers:
-            try:
-                inputs[peer.name] = {
-                    "enter": peer.convert_presence(frames.enter),
-                    "update": peer.convert_presence(frames.update),
-                    "leave": peer.convert_presence(frames.leave),
-                    "sync": peer.convert_sync(frames.sync),
-                    "resync": peer.convert_sync(frames.resync),
-                }
-                peer.empty()
-            except NotImplementedError:
-                inputs.pop(peer.name, None)
-                print(f"  {peer.name}: not implemented yet, skipped", file=sys.stderr)
+            inputs[peer.name] = {
+                "enter": peer.convert_presence(frames.enter),
+                "update": peer.convert_presence(frames.update),
+                "leave": peer.convert_presence(frames.leave),
+                "sync": peer.convert_sync(frames.sync),
+                "resync": peer.convert_sync(frames.resync),
+            }
         medians = measure_size(peers, workloads, room, inputs, args.rounds)
         for (workload, name), value in medians.items():
             results[size, workload, name] = value
