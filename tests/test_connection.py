@@ -589,6 +589,8 @@ def test_RTL3c_RTN7e_suspended_suspends_rooms_and_fails_pending_frames() -> None
 
 
 def test_RTL3a_RTN7e_connection_ERROR_fails_the_connection_rooms_and_pending_frames() -> None:
+    """RTN14g/RTN15i: an ERROR without a channel is fatal (FAILED, transport closed); RTN25: it
+    becomes the error reason; RTL3a: rooms fail; RTN7e: pending operations fail with it."""
     c = up_with_rooms()
     op = c.enter(ROOM, now=1_000).operation
     error = ErrorInfo(code=40101, status_code=401, message="bad key")

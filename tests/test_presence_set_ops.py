@@ -273,8 +273,9 @@ def test_room_option_enter_false_refuses_locally() -> None:
 
 
 def test_room_option_subscribe_maps_to_mode_flag() -> None:
-    """decisions.md room options: subscribe=False drops PRESENCE_SUBSCRIBE from ATTACH; the
-    option is kept for the async client (102108 on subscribe)."""
+    """RTL4l + decisions.md room options: ATTACH requests explicit mode flags, and
+    subscribe=False drops PRESENCE_SUBSCRIBE; the option is kept for the async client (102108
+    on subscribe)."""
     ps = make_set(attach=False, options=RoomOptions(subscribe=False))
     (att,) = _attach_sends(ps.attach(now=NOW))
     flags = att.message.flags or 0

@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from presence_core import (
+    ChannelMode,
     ChannelState,
     ErrorInfo,
     FrameIgnored,
@@ -341,3 +342,18 @@ def test_ABSENT_never_visible_after_any_sync_step() -> None:
     assert not ps.is_user_present("g")
     absent = {k for k, _ in ps.snapshot().members}
     assert absent == {"absent"}
+
+
+def test_RTL4m_granted_modes_are_the_mode_bits_of_the_last_attached() -> None:
+    """RTL4m: ATTACHED's mode bits (not its HAS_PRESENCE/RESUMED flags) are the granted modes."""
+    ps = make_set(attach=False)
+    before = ps.granted_modes
+    ps.attach(now=NOW)
+    ps.receive(attached(has_presence=True, resumed=True), now=NOW)
+    assert (before, ps.granted_modes) == (None, ChannelMode(0xF0000))
+    granted = ChannelMode.SUBSCRIBE | ChannelMode.PRESENCE_SUBSCRIBE
+    ps.receive(
+        ProtocolMessage(action=ProtocolAction.ATTACHED, channel=CH, flags=int(granted)),
+        now=NOW,
+    )
+    assert ps.granted_modes == granted
