@@ -431,7 +431,7 @@ class Connection:
             self._lost(error if error is not None else _DISCONNECTED_ERROR, t, b)
         return b.build()
 
-    def tick(self, now: int) -> Output:
+    def tick(self, *, now: int) -> Output:
         """Fire every deadline that ``now`` has reached (see :meth:`next_deadline`)."""
         t = self._advance(now)
         b = _Out()
@@ -970,14 +970,21 @@ class Connection:
         if room.queued:
             self._settle_queued(room, t, b)
         if out.events:
+            # Presence events and channel state changes come wrapped per room, since they do
+            # not name their channel; every other event does, and goes out as it is.  Runs of
+            # room events keep their place among the others.
+            channel = room.presence.channel
             batch: list[PresenceMessage | ChannelStateChanged] = []
             for event in out.events:
                 if isinstance(event, (PresenceMessage, ChannelStateChanged)):
                     batch.append(event)
-                else:
-                    b.events.append(event)
+                    continue
+                if batch:
+                    b.events.append(ChannelEvents(channel=channel, events=tuple(batch)))
+                    batch = []
+                b.events.append(event)
             if batch:
-                b.events.append(ChannelEvents(channel=room.presence.channel, events=tuple(batch)))
+                b.events.append(ChannelEvents(channel=channel, events=tuple(batch)))
         for command in out.commands:
             if isinstance(command, SendPresence):
                 self._dispatch(room, command.message, command.operations, t, b)

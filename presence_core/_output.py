@@ -144,39 +144,6 @@ class PingFailed:
     error: ErrorInfo
 
 
-Event: TypeAlias = (
-    PresenceMessage
-    | ChannelStateChanged
-    | ConnectionStateChanged
-    | ChannelEvents
-    | FrameIgnored
-    | PingAnswered
-    | PingFailed
-)
-
-
-# --- commands ---------------------------------------------------------------------------
-
-
-@attrs.frozen(kw_only=True)
-class Send:
-    """Send this frame to the server (ATTACH, DETACH, HEARTBEAT, or a numbered frame)."""
-
-    message: ProtocolMessage
-
-
-@attrs.frozen(kw_only=True)
-class SendPresence:
-    """Send this PRESENCE frame; an ACK or NACK for it settles ``operations``.
-
-    From a PresenceSet the frame has no ``msg_serial``: the connection reducer (or a harness)
-    numbers it, and later calls :meth:`PresenceSet.acknowledge` with ``operations``.
-    """
-
-    message: ProtocolMessage
-    operations: tuple[Operation, ...]
-
-
 @attrs.frozen(kw_only=True)
 class OperationSucceeded:
     """The operation was acknowledged by the server."""
@@ -205,6 +172,42 @@ class ReentryFailed:
     error: ErrorInfo
 
 
+Event: TypeAlias = (
+    PresenceMessage
+    | ChannelStateChanged
+    | ConnectionStateChanged
+    | ChannelEvents
+    | FrameIgnored
+    | PingAnswered
+    | PingFailed
+    | OperationSucceeded
+    | OperationFailed
+    | ReentryFailed
+)
+
+
+# --- commands ---------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class Send:
+    """Send this frame to the server (ATTACH, DETACH, HEARTBEAT, or a numbered frame)."""
+
+    message: ProtocolMessage
+
+
+@attrs.frozen(kw_only=True)
+class SendPresence:
+    """Send this PRESENCE frame; an ACK or NACK for it settles ``operations``.
+
+    From a PresenceSet the frame has no ``msg_serial``: the connection reducer (or a harness)
+    numbers it, and later calls :meth:`PresenceSet.acknowledge` with ``operations``.
+    """
+
+    message: ProtocolMessage
+    operations: tuple[Operation, ...]
+
+
 @attrs.frozen(kw_only=True)
 class CloseTransport:
     """Close the current transport (after a fatal error, an idle timeout or CLOSED)."""
@@ -219,15 +222,7 @@ class OpenTransport:
     params: dict[str, str]
 
 
-Command: TypeAlias = (
-    Send
-    | SendPresence
-    | OperationSucceeded
-    | OperationFailed
-    | ReentryFailed
-    | CloseTransport
-    | OpenTransport
-)
+Command: TypeAlias = Send | SendPresence | CloseTransport | OpenTransport
 
 
 @attrs.frozen

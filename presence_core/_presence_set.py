@@ -1019,7 +1019,7 @@ class PresenceSet:
         previous = self._state
         self._state = _SUSPENDED
         failed = self._fail_queued(reason, _SUSPENDED)
-        return Output((self._changed(previous, _SUSPENDED, reason),), failed)
+        return Output((self._changed(previous, _SUSPENDED, reason), *failed))
 
     def _to_cleared(self, state: ChannelState, reason: ErrorInfo | None) -> Output:
         """RTP5a/RTL11: DETACHED or FAILED: fail queued operations, clear both maps silently."""
@@ -1040,9 +1040,9 @@ class PresenceSet:
         self._syncing = False
         self._sync_id = None
         self._channel_serial = None  # RTL15b2
-        return Output((self._changed(previous, state, reason),), failed)
+        return Output((self._changed(previous, state, reason), *failed))
 
-    def _fail_queued(self, reason: ErrorInfo | None, state: ChannelState) -> tuple[Command, ...]:
+    def _fail_queued(self, reason: ErrorInfo | None, state: ChannelState) -> tuple[Event, ...]:
         if not self._queued:
             return ()
         error = reason or ErrorInfo(
@@ -1137,7 +1137,7 @@ class PresenceSet:
             or (state in _REFUSING and not self._present_by_intent(acting))
         ):
             op = self._new_op(action, client_id)
-            return Output(commands=(OperationSucceeded(operation=op),), operation=op)
+            return Output((OperationSucceeded(operation=op),), operation=op)
         if state in _REFUSING:
             raise UsageError(
                 f"cannot {action.event_name} presence on channel {self._channel!r} "
@@ -1169,12 +1169,12 @@ class PresenceSet:
         settles nothing twice.
         """
         in_flight = self._in_flight
-        commands: list[Command] = []
+        events: list[Event] = []
         reentries: list[PresenceMessage] = []
         for op in operations:
             sent = in_flight.pop(op.id, None)
             if sent is not None:
-                commands.append(OperationSucceeded(operation=op))
+                events.append(OperationSucceeded(operation=op))
                 item = self._settled(sent, True)
                 if item is not None:
                     reentries.append(item)
@@ -1182,8 +1182,8 @@ class PresenceSet:
             ops = [self._new_op(_ENTER, item.client_id, reentry=True) for item in reentries]
             for op, item in zip(ops, reentries, strict=True):
                 self._track(op, item)
-            commands.append(self._send_presence(reentries, ops))
-        return Output(commands=tuple(commands)) if commands else EMPTY_OUTPUT
+            return Output(tuple(events), (self._send_presence(reentries, ops),))
+        return Output(tuple(events)) if events else EMPTY_OUTPUT
 
     def reject(self, operations: Iterable[Operation], error: ErrorInfo, *, now: int) -> Output:
         """The frame carrying ``operations`` was NACKed (or lost): settle them as failed.
@@ -1194,13 +1194,12 @@ class PresenceSet:
         state does not change.
         """
         events: list[Event] = []
-        commands: list[Command] = []
         for op in operations:
             sent = self._in_flight.pop(op.id, None)
             if sent is None:
                 continue
             self._settled(sent, False)
-            commands.append(OperationFailed(operation=op, error=error))
+            events.append(OperationFailed(operation=op, error=error))
             if op.reentry:
                 client = op.client_id or ""
                 reason = ErrorInfo(
@@ -1212,7 +1211,7 @@ class PresenceSet:
                     ),
                     cause=error,
                 )
-                commands.append(
+                events.append(
                     ReentryFailed(channel=self._channel, client_id=client, error=reason)
                 )
                 events.append(
@@ -1224,9 +1223,7 @@ class PresenceSet:
                         resumed=True,
                     )
                 )
-        if not commands:
-            return EMPTY_OUTPUT
-        return Output(tuple(events), tuple(commands))
+        return Output(tuple(events)) if events else EMPTY_OUTPUT
 
     # -- helpers ----------------------------------------------------------------------------
     def _new_op(

@@ -606,7 +606,7 @@ class Server:
             self._advance(now, out)
         return ServerOutput(tuple(out)) if out else _EMPTY
 
-    def tick(self, now: int) -> ServerOutput:
+    def tick(self, *, now: int) -> ServerOutput:
         """Fire every deadline up to ``now``: heartbeats, grace periods and ttls."""
         out: list[ServerCommand] = []
         self._advance(now, out)

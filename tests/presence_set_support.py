@@ -154,7 +154,7 @@ def echo(
     )
     echoed = ps.receive(presence(*items), now=NOW)
     acked = ps.acknowledge(send.operations, now=NOW)
-    return Output(echoed.events, acked.commands)
+    return Output(echoed.events + acked.events, acked.commands)
 
 
 def ops_of(out: Output) -> tuple[Operation, ...]:

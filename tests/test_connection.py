@@ -376,8 +376,8 @@ def test_RTN14d_failed_attempt_retries_after_disconnected_retry_timeout() -> Non
     assert states(out) == [ConnectionState.DISCONNECTED]
     assert of_type(out, OpenTransport) == []
     assert c.next_deadline() == 100 + 15_000
-    assert c.tick(15_099) == Output()
-    retry = c.tick(15_100)
+    assert c.tick(now=15_099) == Output()
+    retry = c.tick(now=15_100)
     assert states(retry) == [ConnectionState.CONNECTING]
     assert "resume" not in open_params(retry)  # never connected: nothing to resume
 
@@ -386,7 +386,7 @@ def test_RTN14c_no_CONNECTED_within_the_request_timeout_drops_the_attempt() -> N
     c = new_connection()
     c.connect(now=0)
     assert c.next_deadline() == RTO
-    out = c.tick(RTO)
+    out = c.tick(now=RTO)
     assert of_type(out, CloseTransport)[0].reason.code == 80014
     assert states(out) == [ConnectionState.DISCONNECTED]
 
@@ -410,7 +410,7 @@ def test_RTN14e_RTN15g_suspended_after_connection_state_ttl_then_fresh_connectio
         deadline = c.next_deadline()
         assert deadline is not None
         now = deadline
-        out = c.tick(now)
+        out = c.tick(now=now)
     assert now == 2_000 + TTL
     assert c.room(ROOM).state is ChannelState.SUSPENDED  # RTL3c
     failed = of_type(out, OperationFailed)  # RTN7e
@@ -420,7 +420,7 @@ def test_RTN14e_RTN15g_suspended_after_connection_state_ttl_then_fresh_connectio
     with pytest.raises(UsageError) as info:
         c.enter(ROOM, now=now)
     assert info.value.code == 80002
-    retry = c.tick(now + 30_000)
+    retry = c.tick(now=now + 30_000)
     assert states(retry) == [ConnectionState.CONNECTING]
     assert "resume" not in open_params(retry)
     # A failed attempt from SUSPENDED goes back to SUSPENDED, not DISCONNECTED.
@@ -449,8 +449,8 @@ def test_RTN23a_idle_deadline_is_last_activity_plus_max_idle_plus_request_timeou
     assert c.next_deadline() == 1_000 + MAX_IDLE + RTO
     c.receive(ProtocolMessage(action=ProtocolAction.HEARTBEAT), now=5_000)
     assert c.next_deadline() == 5_000 + MAX_IDLE + RTO
-    assert c.tick(5_000 + MAX_IDLE + RTO - 1) == Output()
-    out = c.tick(5_000 + MAX_IDLE + RTO)
+    assert c.tick(now=5_000 + MAX_IDLE + RTO - 1) == Output()
+    out = c.tick(now=5_000 + MAX_IDLE + RTO)
     assert [m.action for m in sent(out)] == [ProtocolAction.DISCONNECT]
     assert of_type(out, CloseTransport)[0].reason.code == 80003
     assert states(out) == [ConnectionState.DISCONNECTED, ConnectionState.CONNECTING]
@@ -490,7 +490,7 @@ def test_RTN13_unanswered_and_interrupted_pings_fail() -> None:
     with pytest.raises(UsageError):
         c.ping("third", now=RTO - 1)
     assert c.next_deadline() == RTO
-    out = c.tick(RTO)
+    out = c.tick(now=RTO)
     assert [e.id for e in of_type(out, PingFailed)] == ["late"]
     out = c.transport_closed(now=RTO + 1)
     assert [e.id for e in of_type(out, PingFailed)] == ["lost"]
@@ -581,7 +581,7 @@ def test_RTL3c_RTN7e_suspended_suspends_rooms_and_fails_pending_frames() -> None
     op = c.enter(ROOM, now=1_000).operation
     c.transport_closed(now=2_000)
     c.transport_closed(now=2_001)
-    out = c.tick(2_000 + TTL)
+    out = c.tick(now=2_000 + TTL)
     assert c.state is ConnectionState.SUSPENDED
     assert c.room(ROOM).state is ChannelState.SUSPENDED
     assert c.room(OTHER).state is ChannelState.DETACHED
@@ -626,7 +626,7 @@ def test_RTL3b_RTN12_close_detaches_rooms_and_fails_pending_frames() -> None:
 def test_RTN12_close_times_out_without_CLOSED() -> None:
     c = up_with_rooms()
     c.close(now=1_000)
-    out = c.tick(1_000 + RTO)
+    out = c.tick(now=1_000 + RTO)
     assert of_type(out, CloseTransport) == [CloseTransport()]
     assert c.state is ConnectionState.CLOSED
 
@@ -812,7 +812,7 @@ def test_now_going_backwards_never_raises_and_time_never_goes_back(
     for kind, now in steps:
         deadline = c.next_deadline()
         if kind == "tick":
-            out = c.tick(now)
+            out = c.tick(now=now)
             if now < seen and deadline is not None and deadline > seen:
                 assert out == Output()  # an older now fires nothing new
         elif kind == "heartbeat":

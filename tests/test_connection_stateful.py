@@ -78,6 +78,9 @@ class ConnectionMachine(RuleBasedStateMachine):
         """Play the server's side of everything the client asked for."""
         if out.operation is not None:
             self.user_ops.add((out.operation.channel, out.operation.id))
+        for event in out.events:
+            if isinstance(event, OperationSucceeded | OperationFailed):
+                self.settle(event.operation, type(event).__name__)
         for command in out.commands:
             if isinstance(command, OpenTransport):
                 assert not self.transport, "a second transport while one is open"
@@ -92,8 +95,6 @@ class ConnectionMachine(RuleBasedStateMachine):
                 self.awaiting_connected = False
             elif isinstance(command, Send):
                 self.server_receive(command.message)
-            elif isinstance(command, OperationSucceeded | OperationFailed):
-                self.settle(command.operation, type(command).__name__)
 
     def settle(self, op: Operation, how: str) -> None:
         key = (op.channel, op.id)
@@ -325,7 +326,7 @@ class ConnectionMachine(RuleBasedStateMachine):
     def time_passes(self, step: int) -> None:
         """Deadlines fire: idle timeouts, retries, suspension and close timeouts."""
         self.tick_clock(step)
-        self.feed(self.conn.tick(self.now))
+        self.feed(self.conn.tick(now=self.now))
 
     @precondition(lambda self: self.conn.state in _INACTIVE)
     @rule()

@@ -158,7 +158,7 @@ def test_RTP16c_D8_leave_never_attaches() -> None:
         state = ps.state
         out = ps.leave(now=NOW)
         assert out.operation is not None
-        assert out.commands == (OperationSucceeded(operation=out.operation),), prepare
+        assert out.events == (OperationSucceeded(operation=out.operation),), prepare
         assert ps.state is state
         assert ps.pending == ()
 
@@ -292,13 +292,13 @@ def test_RTN7_acknowledge_and_reject_settle_once() -> None:
     out = ps.enter(now=NOW)
     assert out.operation is not None
     ok = ps.acknowledge([out.operation], now=NOW)
-    assert ok.commands == (OperationSucceeded(operation=out.operation),)
+    assert ok.events == (OperationSucceeded(operation=out.operation),)
     assert not ps.acknowledge([out.operation], now=NOW)
     err = ErrorInfo(code=40160, status_code=401)
     assert not ps.reject([out.operation], err, now=NOW)
     out2 = ps.enter(now=NOW)
     assert out2.operation is not None
-    assert ps.reject([out2.operation], err, now=NOW).commands == (
+    assert ps.reject([out2.operation], err, now=NOW).events == (
         OperationFailed(operation=out2.operation, error=err),
     )
 
@@ -310,6 +310,6 @@ def test_RTP8h_nack_fails_the_operation() -> None:
     assert out.operation is not None
     err = ErrorInfo(code=40160, status_code=401, message="no presence capability")
     res = ps.reject([out.operation], err, now=NOW)
-    assert res.commands == (OperationFailed(operation=out.operation, error=err),)
-    assert not res.events
+    assert res.events == (OperationFailed(operation=out.operation, error=err),)
+    assert not res.commands
     assert ps.state is ChannelState.ATTACHED

@@ -273,7 +273,7 @@ def test_RTP17e_reentry_nack_gives_91004_and_channel_stays_attached() -> None:
     out = ps.receive(attached(), now=NOW)
     nack = ErrorInfo(code=40160, status_code=401, message="Presence denied")
     failed = ps.reject(ops_of(out), nack, now=NOW)
-    (opfail, reentry) = failed.commands
+    (opfail, reentry, update) = failed.events
     assert isinstance(opfail, OperationFailed)
     assert opfail.error == nack
     assert isinstance(reentry, ReentryFailed)
@@ -282,7 +282,6 @@ def test_RTP17e_reentry_nack_gives_91004_and_channel_stays_attached() -> None:
     assert reentry.error.status_code == 400
     assert ME in reentry.error.message
     assert reentry.error.cause == nack
-    (update,) = failed.events
     assert isinstance(update, ChannelStateChanged)
     assert (update.previous, update.current, update.resumed) == (
         ChannelState.ATTACHED,
@@ -299,8 +298,8 @@ def test_RTP17e_reentry_ack_succeeds_quietly() -> None:
     echo(ps, ps.enter("hello", now=NOW))
     out = ps.receive(attached(), now=NOW)
     acked = ps.acknowledge(ops_of(out), now=NOW)
-    assert [type(c) for c in acked.commands] == [OperationSucceeded]
-    assert not acked.events
+    assert [type(c) for c in acked.events] == [OperationSucceeded]
+    assert not acked.commands
 
 
 def test_RTP5a_detached_clears_own_map_so_no_reentry() -> None:
@@ -390,7 +389,7 @@ def test_RTP17i_deduplicated_enter_acked_without_echo_is_reentered() -> None:
     out = ps.receive(attached(), now=NOW)
     assert not sends(out)
     done = ps.acknowledge(ops_of(enter), now=NOW)
-    assert isinstance(done.commands[0], OperationSucceeded)
+    assert isinstance(done.events[0], OperationSucceeded)
     (item,) = _reentries(done)
     assert (item.action, item.client_id, item.id, item.data) == (ENTER, ME, None, "hello")
     assert item.extras == {"headers": {"k": "v"}}
@@ -466,7 +465,7 @@ def test_D8_leave_while_suspended_follows_the_intent() -> None:
     ps2.leave(now=NOW)
     ps2.set_channel_state(ChannelState.SUSPENDED, now=NOW)
     out = ps2.leave(now=NOW)
-    assert [type(c) for c in out.commands] == [OperationSucceeded]
+    assert [type(c) for c in out.events] == [OperationSucceeded]
 
 
 def test_RTP17_enter_client_acked_without_echo_is_recorded_and_reentered() -> None:

@@ -276,8 +276,9 @@ class PresenceMachine(RuleBasedStateMachine):
                 for p, op in zip(items, command.operations, strict=True):
                     self.in_flight.add(op.id)
                     self.model.log.append(("send", op.client_id or ME, op.id, p.action, p.data))
-            elif isinstance(command, OperationSucceeded | OperationFailed):
-                op_id = command.operation.id
+        for event in out.events:
+            if isinstance(event, OperationSucceeded | OperationFailed):
+                op_id = event.operation.id
                 assert op_id not in self.settled, "an operation settled twice"
                 self.settled.add(op_id)
                 self.in_flight.discard(op_id)
@@ -341,7 +342,7 @@ class PresenceMachine(RuleBasedStateMachine):
             self.model.clear()
             self.model.clear_own()
             assert self.queued == [] or all(
-                any(isinstance(c, OperationFailed) and c.operation == q for c in out.commands)
+                any(isinstance(c, OperationFailed) and c.operation == q for c in out.events)
                 for q in self.queued
             )
         self._record(out)
@@ -531,7 +532,7 @@ class PresenceMachine(RuleBasedStateMachine):
             state in (S.INITIALIZED, S.DETACHED)
             or (state in (S.SUSPENDED, S.DETACHING, S.FAILED) and not present)
         ):
-            assert out.commands == (OperationSucceeded(operation=op),)
+            assert out.events == (OperationSucceeded(operation=op),)
         elif state is S.ATTACHED:
             assert len([c for c in out.commands if isinstance(c, SendPresence)]) == 1
         else:
@@ -550,9 +551,9 @@ class PresenceMachine(RuleBasedStateMachine):
                 frame.operations, ErrorInfo(code=40160, status_code=401), now=self._tick()
             )
             failed_reentries = {op.client_id for op in frame.operations if op.reentry}
-            got = {c.client_id for c in out.commands if isinstance(c, ReentryFailed)}
+            got = {c.client_id for c in out.events if isinstance(c, ReentryFailed)}
             assert got == failed_reentries
-            assert all(c.error.code == 91004 for c in out.commands if isinstance(c, ReentryFailed))
+            assert all(c.error.code == 91004 for c in out.events if isinstance(c, ReentryFailed))
             self._record(out)
             return
         if echoed and self.ps.state is S.ATTACHED and self.conn is not None:
@@ -577,7 +578,7 @@ class PresenceMachine(RuleBasedStateMachine):
         expected: list[Any] = []
         for op in frame.operations:
             expected += self.model.ack(op.id, self.conn, attached_now)
-        settled = [c for c in out.commands if isinstance(c, OperationSucceeded)]
+        settled = [c for c in out.events if isinstance(c, OperationSucceeded)]
         assert [c.operation for c in settled] == list(frame.operations)
         reentries = [c for c in out.commands if isinstance(c, SendPresence)]
         assert len(reentries) <= 1

@@ -109,8 +109,8 @@ def test_heartbeat_sent_within_max_idle_interval() -> None:
     deadline = server.next_deadline()
     assert deadline is not None
     assert T0 < deadline < T0 + server.config.max_idle_interval
-    assert not server.tick(deadline - 1)
-    out = server.tick(deadline)
+    assert not server.tick(now=deadline - 1)
+    out = server.tick(now=deadline)
     (deliver,) = only_deliver(out)
     assert deliver.message == ProtocolMessage(action=P.HEARTBEAT)
     assert set(deliver.transport_ids) == {"t1", "t2"}
@@ -125,7 +125,7 @@ def test_heartbeat_stops_without_live_transports() -> None:
     server.transport_closed("t1", now=T0)
     deadline = server.next_deadline()
     assert deadline is not None
-    assert not server.tick(deadline)
+    assert not server.tick(now=deadline)
     assert server.next_deadline() is None
 
 
@@ -616,8 +616,8 @@ def test_abrupt_loss_starts_grace_then_synthesized_leaves() -> None:
     assert info.transport_id is None
     grace_end = T0 + 100 + 15_000
     assert server.next_deadline() is not None
-    assert not [c for c in only_deliver(server.tick(grace_end - 1)) if c.message.presence]
-    out = server.tick(grace_end)
+    assert not [c for c in only_deliver(server.tick(now=grace_end - 1)) if c.message.presence]
+    out = server.tick(now=grace_end)
     (leave,) = presence_items(out, "tb")
     assert leave.action == A.LEAVE
     assert leave.connection_id == alice.connection_id
@@ -638,7 +638,7 @@ def test_disconnect_from_client_starts_grace() -> None:
     assert out.messages_for("tb") == ()
     assert len(server.members(CH)) == 1
     assert not server.transport_closed("ta", now=T0 + 1)
-    assert [i.action for i in presence_items(server.tick(T0 + 1_000), "tb")] == [A.LEAVE]
+    assert [i.action for i in presence_items(server.tick(now=T0 + 1_000), "tb")] == [A.LEAVE]
 
 
 def test_resume_within_grace_keeps_connection_id_and_peers_see_nothing() -> None:
@@ -665,7 +665,7 @@ def test_resume_within_grace_keeps_connection_id_and_peers_see_nothing() -> None
         server, resumed, CH, A.ENTER, {"v": 1}, client_id="alice", id=f"{alice.connection_id}:0:0"
     )
     assert quiet.messages_for("tb") == ()
-    assert presence_items(server.tick(T0 + 60_000), "tb") == []
+    assert presence_items(server.tick(now=T0 + 60_000), "tb") == []
     assert member_view(server, CH) == {(alice.connection_id, "alice"): {"v": 1}}
 
 
@@ -674,7 +674,7 @@ def test_resume_after_grace_within_ttl_keeps_id_without_resumed() -> None:
     alice, _bob = two_clients(server)
     presence(server, alice, CH, A.ENTER, {"v": 1})
     server.transport_closed("ta", now=T0)
-    server.tick(T0 + 15_000)
+    server.tick(now=T0 + 15_000)
     assert server.members(CH) == ()
     resumed, out = connect(server, "ta2", now=T0 + 60_000, resume=alice.connection_key)
     (connected,) = out.messages_for("ta2")
@@ -706,10 +706,10 @@ def test_resume_after_ttl_fails_with_80008_and_new_connection_id(tick_at_grace_e
     presence(server, alice, CH, A.ENTER)
     server.transport_closed("ta", now=T0)
     if tick_at_grace_end:
-        server.tick(T0 + 15_000)
-    server.tick(T0 + 119_999)
+        server.tick(now=T0 + 15_000)
+    server.tick(now=T0 + 119_999)
     assert len(server.connections()) == 2
-    server.tick(T0 + 120_000)
+    server.tick(now=T0 + 120_000)
     assert [c.connection_id for c in server.connections()] == [bob.connection_id]
     fresh, out = connect(server, "ta2", now=T0 + 120_001, resume=alice.connection_key)
     (connected,) = out.messages_for("ta2")
@@ -746,7 +746,7 @@ def test_resume_before_server_noticed_old_transport_died() -> None:
     assert not server.receive("ta", ProtocolMessage(action=P.DISCONNECT), now=T0 + 1)
     assert not server.transport_closed("ta", now=T0 + 2)
     assert server.connection_for("ta2") is not None
-    assert server.tick(T0 + 200_000).messages_for("tb") == (ProtocolMessage(action=P.HEARTBEAT),)
+    assert server.tick(now=T0 + 200_000).messages_for("tb") == (ProtocolMessage(action=P.HEARTBEAT),)
     assert len(server.members(CH)) == 1
     (attached, _sync) = attach(server, resumed, CH, now=T0 + 200_001).messages_for("ta2")
     assert attached.has_flag(Flag.RESUMED)
@@ -855,7 +855,7 @@ def test_presence_resent_after_grace_is_applied_again() -> None:
     alice, _bob = two_clients(server)
     presence(server, alice, CH, A.ENTER, {"v": 1}, serial=0)  # echo and ACK lost
     server.transport_closed("ta", now=T0 + 1)
-    server.tick(T0 + 1 + 15_000)
+    server.tick(now=T0 + 1 + 15_000)
     assert server.members(CH) == ()
     resumed, _ = connect(server, "ta2", now=T0 + 20_000, resume=alice.connection_key)
     assert resumed.connection_id == alice.connection_id
@@ -886,7 +886,7 @@ def test_presence_resent_after_grace_before_reattach_is_nacked_90001() -> None:
     alice, _bob = two_clients(server)
     presence(server, alice, CH, A.ENTER, serial=0)
     server.transport_closed("ta", now=T0)
-    server.tick(T0 + 15_000)
+    server.tick(now=T0 + 15_000)
     resumed, _ = connect(server, "ta2", now=T0 + 15_001, resume=alice.connection_key)
     out = presence(server, resumed, CH, A.ENTER, serial=0, now=T0 + 15_002)
     assert nack_code(out.messages_for("ta2")) == 90001
@@ -903,7 +903,7 @@ def test_message_resent_after_grace_is_still_deduplicated() -> None:
         m for m in server.receive("ta", frame, now=T0).messages_for("ta") if m.action == P.ACK
     ]
     server.transport_closed("ta", now=T0 + 1)
-    server.tick(T0 + 1 + 15_000)
+    server.tick(now=T0 + 1 + 15_000)
     resumed, _ = connect(server, "ta2", now=T0 + 20_000, resume=alice.connection_key)
     attach(server, resumed, CH, now=T0 + 20_001)
     out = server.receive("ta2", frame, now=T0 + 20_002)
@@ -1042,11 +1042,11 @@ def test_now_going_backwards_does_not_advance_time() -> None:
     presence(server, alice, CH, A.ENTER, now=T0 + 500)
     server.transport_closed("ta", now=T0 + 500)
     # The clock steps back: nothing fires and stamps keep the latest time.
-    assert server.tick(T0).messages_for("tb") == ()
+    assert server.tick(now=T0).messages_for("tb") == ()
     out = presence(server, bob, CH, A.ENTER, now=T0 + 10)
     (item,) = presence_items(out, "tb")
     assert item.timestamp == T0 + 500
-    (leave,) = presence_items(server.tick(T0 + 1_500), "tb")
+    (leave,) = presence_items(server.tick(now=T0 + 1_500), "tb")
     assert leave.timestamp == T0 + 1_500
 
 
@@ -1136,7 +1136,7 @@ def test_deterministic_replay_gives_identical_outputs() -> None:
         record: list[object] = []
         record.append(presence(server, alice, CH, A.ENTER, 1))
         record.append(server.transport_closed("ta", now=T0 + 1))
-        record.append(server.tick(T0 + 200))
+        record.append(server.tick(now=T0 + 200))
         record.append(connect(server, "ta2", resume=alice.connection_key, now=T0 + 300)[1])
         return record
 

@@ -379,10 +379,10 @@ class ServerMachine(RuleBasedStateMachine):
     def advance(self, step: int, backwards: bool) -> None:
         if backwards:
             # A clock step back: the server's time does not move, nothing fires.
-            self.fold(self.server.tick(self.now - step))
+            self.fold(self.server.tick(now=self.now - step))
             return
         self.now += step
-        self.fold(self.server.tick(self.now))
+        self.fold(self.server.tick(now=self.now))
         self.expire()
 
     def expire(self) -> None:

@@ -64,7 +64,7 @@ def succeeded(outputs: list[Output]) -> list[PresenceAction]:
     return [
         c.operation.action
         for out in outputs
-        for c in out.commands
+        for c in out.events
         if isinstance(c, OperationSucceeded) and not c.operation.reentry
     ]
 
@@ -85,10 +85,10 @@ def test_resent_enter_after_the_grace_period_is_not_lost() -> None:
     server.transport_closed(1, now=now + 10)
     retry = conn.transport_closed(now=now + 10)
     conn.transport_closed(now=now + 20)  # the immediate resume attempt fails (no network)
-    server.tick(now + GRACE + 100)  # grace over: alice's synthesized leave
+    server.tick(now=now + GRACE + 100)  # grace over: alice's synthesized leave
     assert server.members(CHANNEL) == ()
     later = now + 15_100
-    retry = conn.tick(later)
+    retry = conn.tick(now=later)
     assert params(retry)["resume"]
     outputs = deliver(conn, server.connect(2, params(retry), now=later), 2, later)
     frames = [m for out in outputs for m in sent(out)]
@@ -144,9 +144,9 @@ def test_reentry_does_not_restore_data_older_than_a_resent_update() -> None:
     server.transport_closed(1, now=now + 10)
     conn.transport_closed(now=now + 10)
     conn.transport_closed(now=now + 20)  # the immediate resume attempt fails
-    server.tick(now + GRACE + 100)
+    server.tick(now=now + GRACE + 100)
     later = now + 15_100
-    retry = conn.tick(later)
+    retry = conn.tick(now=later)
     outputs = deliver(conn, server.connect(2, params(retry), now=later), 2, later)
     frames = [m for out in outputs for m in sent(out)]
     outputs = deliver(conn, to_server(server, 2, frames, later), 2, later)
@@ -184,9 +184,9 @@ def test_member_entered_without_presence_subscribe_is_reentered_after_a_lost_ech
     server.transport_closed(2, now=now + 1_000)
     conn.transport_closed(now=now + 1_000)
     conn.transport_closed(now=now + 1_010)  # the immediate resume attempt fails
-    server.tick(now + 1_000 + GRACE + 100)
+    server.tick(now=now + 1_000 + GRACE + 100)
     later = now + 16_100
-    retry = conn.tick(later)
+    retry = conn.tick(now=later)
     outputs = deliver(conn, server.connect(3, params(retry), now=later), 3, later)
     frames = [m for out in outputs for m in sent(out)]
     outputs = deliver(conn, to_server(server, 3, frames, later), 3, later)

@@ -186,7 +186,7 @@ def _call_server(server: Server, call: str, args: tuple[Any, ...], now: int) -> 
     if call == "receive":
         return server.receive(args[0], args[1], now=now)
     if call == "tick":
-        return server.tick(now)
+        return server.tick(now=now)
     if call == "connect":
         return server.connect(args[0], args[1], now=now)
     if call == "transport_closed":
@@ -202,7 +202,7 @@ def _call_client(
     if call == "receive":
         return conn.receive(args[0], now=now)
     if call == "tick":
-        return conn.tick(now)
+        return conn.tick(now=now)
     if call == "connect":
         return conn.connect(now=now)
     if call == "transport_closed":
@@ -843,6 +843,12 @@ class Simulation:
             client._events.append((now, event))
             if isinstance(event, ChannelEvents):
                 self._track(client, event)
+            elif isinstance(event, OperationSucceeded):
+                self._settle(client, event.operation, ok=True)
+            elif isinstance(event, OperationFailed):
+                self._settle(client, event.operation, ok=False)
+            elif isinstance(event, ReentryFailed):
+                self._stats["reentries_failed"] += 1
             elif (
                 isinstance(event, ConnectionStateChanged)
                 and event.current is ConnectionState.CONNECTED
@@ -857,12 +863,6 @@ class Simulation:
                 self._open(client, command.params)
             elif isinstance(command, CloseTransport):
                 self._client_closed(client)
-            elif isinstance(command, OperationSucceeded):
-                self._settle(client, command.operation, ok=True)
-            elif isinstance(command, OperationFailed):
-                self._settle(client, command.operation, ok=False)
-            elif isinstance(command, ReentryFailed):
-                self._stats["reentries_failed"] += 1
 
     def _track(self, client: SimulatedClient, batch: ChannelEvents) -> None:
         """Apply a batch of events to the client's event-built view; flag impossible leaves."""
