@@ -54,7 +54,13 @@ from benchmarks._inputs import (
     sync_pages,
     wire_sync_frame,
 )
-from presence_core import PresenceAction, PresenceSet, ProtocolAction, ProtocolMessage, decode
+from presence_core import (
+    PresenceAction,
+    PresenceSet,
+    ProtocolAction,
+    ProtocolMessage,
+    decode,
+)
 
 WORKLOADS: Final = ("enter", "update", "leave", "sync", "resync", "get", "present", "memory")
 TITLES: Final = {

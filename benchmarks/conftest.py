@@ -20,7 +20,10 @@ from benchmarks._inputs import (
     presence_frames,
     sync_pages,
 )
-from presence_core import PresenceAction, ProtocolMessage
+from presence_core import (
+    PresenceAction,
+    ProtocolMessage,
+)
 
 #: pytest-benchmark rounds per size for stateful workloads, whose setup rebuilds a room.
 #: Enough for a stable median at small sizes; three at 100k keep the suite within minutes.

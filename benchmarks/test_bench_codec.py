@@ -16,7 +16,12 @@ from typing import Any, Final
 import pytest
 
 from benchmarks._inputs import make_room, wire_presence_frame, wire_sync_frame
-from presence_core import ProtocolMessage, decode, encode, encode_text
+from presence_core import (
+    ProtocolMessage,
+    decode,
+    encode,
+    encode_text,
+)
 
 BenchmarkFixture = Any
 

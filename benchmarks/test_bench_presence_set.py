@@ -17,7 +17,11 @@ import pytest
 
 from benchmarks._inputs import T0, attached_set, entered_set, synced_set
 from benchmarks.conftest import Inputs
-from presence_core import PresenceAction, PresenceSet, ProtocolMessage
+from presence_core import (
+    PresenceAction,
+    PresenceSet,
+    ProtocolMessage,
+)
 
 BenchmarkFixture = Any
 

@@ -19,16 +19,18 @@ import pytest
 
 from benchmarks._inputs import CHANNEL, SEED, T0
 from presence_core import (
-    ApiKey,
-    Deliver,
     PresenceAction,
     PresenceMessage,
     ProtocolAction,
     ProtocolMessage,
+    encode_text,
+)
+from presence_core.server import (
+    ApiKey,
+    Deliver,
     Server,
     ServerConfig,
     ServerOutput,
-    encode_text,
 )
 
 BenchmarkFixture = Any

@@ -1,38 +1,123 @@
 """presence_core: deterministic, sans-IO realtime presence with Ably protocol v6 semantics.
 
-This is the one flat public namespace of the core: wire values, the codec, the reducers and the
-errors.  It imports no I/O adapter.  Every private module declares its own ``__all__``, and the
-names are re-exported here.
+This is the flat public namespace of the client core: wire values, the codec, the client
+reducers (:class:`PresenceSet` for one room, :class:`Connection` for a connection and its
+rooms), their outputs, and the errors.  The server reducer lives in :mod:`presence_core.server`,
+the simulator and the hypothesis strategies in :mod:`presence_core.testing`.  Importing this
+package imports no I/O adapter.
 """
 
 from __future__ import annotations
 
-from presence_core import (
-    _codec,
-    _connection,
-    _errors,
-    _newness,
-    _output,
-    _presence_set,
-    _server,
-    _wire,
+from presence_core._codec import (
+    CodecLimits as CodecLimits,
+    decode as decode,
+    decode_data as decode_data,
+    encode as encode,
+    encode_data as encode_data,
+    encode_text as encode_text,
 )
-from presence_core._codec import *
-from presence_core._connection import *
-from presence_core._errors import *
-from presence_core._newness import *
-from presence_core._output import *
-from presence_core._presence_set import *
-from presence_core._server import *
-from presence_core._version import __version__
-from presence_core._wire import *
+from presence_core._connection import (
+    Connection as Connection,
+    ConnectionSettings as ConnectionSettings,
+    ConnectionSnapshot as ConnectionSnapshot,
+)
+from presence_core._errors import (
+    PresenceError as PresenceError,
+    ProtocolError as ProtocolError,
+    UsageError as UsageError,
+)
+from presence_core._output import (
+    ChannelEvents as ChannelEvents,
+    ChannelState as ChannelState,
+    ChannelStateChanged as ChannelStateChanged,
+    CloseTransport as CloseTransport,
+    Command as Command,
+    ConnectionState as ConnectionState,
+    ConnectionStateChanged as ConnectionStateChanged,
+    Event as Event,
+    FrameIgnored as FrameIgnored,
+    OpenTransport as OpenTransport,
+    Operation as Operation,
+    OperationFailed as OperationFailed,
+    OperationSucceeded as OperationSucceeded,
+    Output as Output,
+    PingAnswered as PingAnswered,
+    PingFailed as PingFailed,
+    ReentryFailed as ReentryFailed,
+    Send as Send,
+    SendPresence as SendPresence,
+)
+from presence_core._presence_set import (
+    PresenceMember as PresenceMember,
+    PresenceSet as PresenceSet,
+    PresenceSnapshot as PresenceSnapshot,
+    RoomOptions as RoomOptions,
+)
+from presence_core._version import __version__ as __version__
+from presence_core._wire import (
+    DEFAULT_MODES as DEFAULT_MODES,
+    ChannelMode as ChannelMode,
+    ConnectionDetails as ConnectionDetails,
+    ErrorInfo as ErrorInfo,
+    Flag as Flag,
+    Message as Message,
+    PresenceAction as PresenceAction,
+    PresenceMessage as PresenceMessage,
+    ProtocolAction as ProtocolAction,
+    ProtocolMessage as ProtocolMessage,
+)
 
-__all__: list[str] = ["__version__"]
-__all__ += _errors.__all__
-__all__ += _wire.__all__
-__all__ += _codec.__all__
-__all__ += _output.__all__
-__all__ += _presence_set.__all__
-__all__ += _connection.__all__
-__all__ += _newness.__all__
-__all__ += _server.__all__
+__all__ = [
+    "__version__",
+    # errors
+    "PresenceError",
+    "ProtocolError",
+    "UsageError",
+    # wire values
+    "ProtocolAction",
+    "PresenceAction",
+    "Flag",
+    "ChannelMode",
+    "DEFAULT_MODES",
+    "ErrorInfo",
+    "ConnectionDetails",
+    "PresenceMessage",
+    "Message",
+    "ProtocolMessage",
+    # the codec
+    "CodecLimits",
+    "decode",
+    "encode",
+    "encode_text",
+    "decode_data",
+    "encode_data",
+    # what the reducers return
+    "ChannelState",
+    "ConnectionState",
+    "Operation",
+    "ChannelStateChanged",
+    "ConnectionStateChanged",
+    "ChannelEvents",
+    "FrameIgnored",
+    "PingAnswered",
+    "PingFailed",
+    "OperationSucceeded",
+    "OperationFailed",
+    "ReentryFailed",
+    "Event",
+    "Send",
+    "SendPresence",
+    "CloseTransport",
+    "OpenTransport",
+    "Command",
+    "Output",
+    # the reducers
+    "RoomOptions",
+    "PresenceMember",
+    "PresenceSnapshot",
+    "PresenceSet",
+    "ConnectionSettings",
+    "ConnectionSnapshot",
+    "Connection",
+]

@@ -59,7 +59,6 @@ from presence_core._wire import (
 
 __all__ = [
     "CodecLimits",
-    "DEFAULT_LIMITS",
     "decode",
     "encode",
     "encode_text",

@@ -28,7 +28,7 @@ from typing import Final, TypeVar
 
 from presence_core._wire import PresenceMessage
 
-__all__ = ["is_newer"]
+__all__: list[str] = []
 
 #: The msgSerial stored for a message without a position (synthesized or unparsable id).
 NO_POSITION: Final = -1

@@ -37,7 +37,6 @@ __all__ = [
     "OpenTransport",
     "Command",
     "Output",
-    "EMPTY_OUTPUT",
 ]
 
 

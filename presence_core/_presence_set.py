@@ -1211,9 +1211,7 @@ class PresenceSet:
                     ),
                     cause=error,
                 )
-                events.append(
-                    ReentryFailed(channel=self._channel, client_id=client, error=reason)
-                )
+                events.append(ReentryFailed(channel=self._channel, client_id=client, error=reason))
                 events.append(
                     ChannelStateChanged(
                         channel=self._channel,

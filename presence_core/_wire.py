@@ -22,7 +22,6 @@ __all__ = [
     "Flag",
     "ChannelMode",
     "DEFAULT_MODES",
-    "MODE_MASK",
     "ErrorInfo",
     "ConnectionDetails",
     "PresenceMessage",

@@ -8,12 +8,14 @@ from typing import Any
 import attrs
 
 from presence_core import (
-    ApiKey,
-    Deliver,
     PresenceAction,
     PresenceMessage,
     ProtocolAction,
     ProtocolMessage,
+)
+from presence_core.server import (
+    ApiKey,
+    Deliver,
     Server,
     ServerConfig,
     ServerOutput,

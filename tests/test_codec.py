@@ -18,7 +18,6 @@ import pytest
 from hypothesis import given
 
 from presence_core import (
-    DEFAULT_LIMITS,
     DEFAULT_MODES,
     ChannelMode,
     CodecLimits,
@@ -38,7 +37,10 @@ from presence_core import (
     encode_data,
     encode_text,
 )
-from presence_core._codec import _check_fast_path
+from presence_core._codec import (
+    DEFAULT_LIMITS,
+    _check_fast_path,
+)
 from presence_core.testing import strategies
 
 T = 1_700_000_000_000

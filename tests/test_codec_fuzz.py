@@ -9,8 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from hypothesis import assume, given
-from hypothesis import strategies as st
+from hypothesis import assume, given, strategies as st
 
 from presence_core import (
     CodecLimits,

@@ -16,8 +16,7 @@ At teardown the connection is closed; then every operation must have been settle
 from __future__ import annotations
 
 import attrs
-from hypothesis import settings
-from hypothesis import strategies as st
+from hypothesis import settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from presence_core import (

@@ -10,26 +10,27 @@ from typing import Any
 
 import attrs
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 from presence_core import (
-    EMPTY_OUTPUT,
     Output,
     PresenceAction,
     PresenceMessage,
     PresenceSet,
-    is_newer,
 )
 from presence_core._newness import (
     _REST_MEMO,
     _REST_MEMO_LIMIT,
     NO_POSITION,
     UNPARSED,
+    is_newer,
     position,
     superseding,
 )
-from presence_core._output import events_output
+from presence_core._output import (
+    EMPTY_OUTPUT,
+    events_output,
+)
 from tests.presence_set_support import (
     ENTER,
     LEAVE,

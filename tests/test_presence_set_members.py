@@ -8,11 +8,18 @@ D5, D6, RTP11c2/c3 (filters), ABSENT never visible.  Several cases are ported fr
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
-from presence_core import PresenceAction, PresenceMessage, ProtocolError, is_newer
-from presence_core._newness import NO_POSITION, position
+from presence_core import (
+    PresenceAction,
+    PresenceMessage,
+    ProtocolError,
+)
+from presence_core._newness import (
+    NO_POSITION,
+    is_newer,
+    position,
+)
 from tests.presence_set_support import (
     ENTER,
     LEAVE,

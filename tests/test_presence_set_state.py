@@ -8,8 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 from presence_core import (
     ChannelMode,
@@ -157,7 +156,9 @@ def test_RTL13b_detached_while_attaching_suspends() -> None:
     ps, _ = _queued_set()
     out = ps.receive(detached(), now=NOW)
     assert ps.state is S.SUSPENDED
-    assert [type(c) for c in out.events if not isinstance(c, ChannelStateChanged)] == [OperationFailed]
+    assert [type(c) for c in out.events if not isinstance(c, ChannelStateChanged)] == [
+        OperationFailed
+    ]
 
 
 def test_RTL12_attached_while_attached_resumed_is_silent() -> None:

@@ -24,8 +24,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hypothesis import event, settings
-from hypothesis import strategies as st
+from hypothesis import event, settings, strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
     initialize,
@@ -276,9 +275,9 @@ class PresenceMachine(RuleBasedStateMachine):
                 for p, op in zip(items, command.operations, strict=True):
                     self.in_flight.add(op.id)
                     self.model.log.append(("send", op.client_id or ME, op.id, p.action, p.data))
-        for event in out.events:
-            if isinstance(event, OperationSucceeded | OperationFailed):
-                op_id = event.operation.id
+        for outcome in out.events:
+            if isinstance(outcome, OperationSucceeded | OperationFailed):
+                op_id = outcome.operation.id
                 assert op_id not in self.settled, "an operation settled twice"
                 self.settled.add(op_id)
                 self.in_flight.discard(op_id)

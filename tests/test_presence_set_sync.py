@@ -7,7 +7,12 @@ from __future__ import annotations
 
 import pytest
 
-from presence_core import FrameIgnored, ProtocolAction, ProtocolError, ProtocolMessage
+from presence_core import (
+    FrameIgnored,
+    ProtocolAction,
+    ProtocolError,
+    ProtocolMessage,
+)
 from tests.presence_set_support import (
     ENTER,
     LEAVE,

@@ -10,20 +10,22 @@ import pytest
 
 from presence_core import (
     DEFAULT_MODES,
-    AccessToken,
-    ApiKey,
     ChannelMode,
-    Deliver,
     Flag,
     Message,
     PresenceAction,
     PresenceMessage,
     ProtocolAction,
     ProtocolMessage,
+    UsageError,
+)
+from presence_core.server import (
+    AccessToken,
+    ApiKey,
+    Deliver,
     Server,
     ServerConfig,
     ServerConnectionState,
-    UsageError,
 )
 from tests.server_support import (
     KEY,
@@ -746,7 +748,9 @@ def test_resume_before_server_noticed_old_transport_died() -> None:
     assert not server.receive("ta", ProtocolMessage(action=P.DISCONNECT), now=T0 + 1)
     assert not server.transport_closed("ta", now=T0 + 2)
     assert server.connection_for("ta2") is not None
-    assert server.tick(now=T0 + 200_000).messages_for("tb") == (ProtocolMessage(action=P.HEARTBEAT),)
+    assert server.tick(now=T0 + 200_000).messages_for("tb") == (
+        ProtocolMessage(action=P.HEARTBEAT),
+    )
     assert len(server.members(CH)) == 1
     (attached, _sync) = attach(server, resumed, CH, now=T0 + 200_001).messages_for("ta2")
     assert attached.has_flag(Flag.RESUMED)

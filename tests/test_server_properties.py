@@ -5,18 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from presence_core import (
-    ApiKey,
     ErrorInfo,
     Message,
     PresenceAction,
     PresenceMessage,
     ProtocolAction,
     ProtocolMessage,
+)
+from presence_core.server import (
+    ApiKey,
     Server,
     ServerConnectionInfo,
 )

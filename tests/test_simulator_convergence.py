@@ -15,10 +15,11 @@ Everything runs through :class:`presence_core.testing.Simulation`, whose checker
 
 from __future__ import annotations
 
-from hypothesis import event, find, given, settings
-from hypothesis import strategies as st
+from hypothesis import event, find, given, settings, strategies as st
 
-from presence_core import RoomOptions
+from presence_core import (
+    RoomOptions,
+)
 from presence_core.testing import (
     Attach,
     ClientSpec,

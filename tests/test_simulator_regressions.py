@@ -18,6 +18,8 @@ from presence_core import (
     ProtocolMessage,
     RoomOptions,
     Send,
+)
+from presence_core.server import (
     Server,
     ServerOutput,
 )

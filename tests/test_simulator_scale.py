@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from presence_core import RoomOptions
+from presence_core import (
+    RoomOptions,
+)
 from presence_core.testing import (
     Attach,
     ClientSpec,

@@ -13,7 +13,7 @@ import attrs
 
 from presence_core._errors import UsageError
 from presence_core._presence_set import RoomOptions
-from presence_core._server import ApiKey
+from presence_core.server import ApiKey
 
 __all__ = [
     "SIMULATION_KEY",

@@ -69,7 +69,8 @@ from presence_core._output import (
     Send,
 )
 from presence_core._presence_set import PresenceMember, PresenceSet
-from presence_core._server import (
+from presence_core._wire import PresenceAction, PresenceMessage, ProtocolAction, ProtocolMessage
+from presence_core.server import (
     Deliver,
     Disconnect,
     Server,
@@ -77,7 +78,6 @@ from presence_core._server import (
     ServerConnectionState,
     ServerOutput,
 )
-from presence_core._wire import PresenceAction, PresenceMessage, ProtocolAction, ProtocolMessage
 from presence_core.testing._schedule import (
     SIMULATION_KEY,
     Attach,
