@@ -446,28 +446,9 @@ class PresenceSet:
         now: int,
     ) -> Output:
         # The request is checked before the state table runs, so a refusal changes nothing.
-        if action is not _LEAVE and not self._options.enter:
-            raise UsageError(
-                f"cannot {action.event_name} presence: the room option 'enter' is false"
-            )
-        own = self._client_id
-        if client_id is None:
-            if self._connection_id is not None and (own is None or own == "*"):
-                raise UsageError(
-                    f"cannot {action.event_name} presence without a concrete clientId "
-                    f"(connection clientId is {own!r}; RTP8j)",
-                    code=40012,
-                )
-            acting = own
-        else:
-            if type(client_id) is not str or not client_id or client_id == "*":
-                raise UsageError(f"invalid clientId {client_id!r}", code=40012)
-            if own is not None and own not in ("*", client_id):
-                raise UsageError(
-                    f"clientId {client_id!r} does not match the connection's {own!r} (RTP15f)",
-                    code=40012,
-                )
-            acting = client_id
+        acting = _acting_client(
+            action, client_id, self._client_id, self._connection_id, self._options
+        )
         request: _Request = (action, client_id, acting, data, extras)
         return self._transition(_OP_INPUTS.get(action, ChannelInput.LEAVE), None, request, now)
 
@@ -496,7 +477,7 @@ class PresenceSet:
             ops = [self._new_op(_ENTER, item.client_id, reentry=True) for item in reentries]
             for op, item in zip(ops, reentries, strict=True):
                 self._track(op, item)
-            return Output(tuple(events), (self._send_presence(reentries, ops),))
+            return Output(tuple(events), (_send_presence(self._channel, reentries, ops),))
         return Output(tuple(events)) if events else EMPTY_OUTPUT
 
     def reject(self, operations: Iterable[Operation], error: ErrorInfo, *, now: int) -> Output:
@@ -516,26 +497,7 @@ class PresenceSet:
                 continue
             events.append(OperationFailed(operation=op, error=error))
             if op.reentry:
-                client = op.client_id or ""
-                reason = ErrorInfo(
-                    code=91004,
-                    status_code=400,
-                    message=(
-                        f"automatic re-entry of clientId {client!r} on channel "
-                        f"{self._channel!r} failed: {error.message}"
-                    ),
-                    cause=error,
-                )
-                events.append(ReentryFailed(channel=self._channel, client_id=client, error=reason))
-                events.append(
-                    ChannelStateChanged(
-                        channel=self._channel,
-                        previous=self._state,
-                        current=self._state,
-                        reason=reason,
-                        resumed=True,
-                    )
-                )
+                events.extend(_reentry_failed(self._channel, self._state, op, error))
         return Output(tuple(events)) if events else EMPTY_OUTPUT
 
     # -- the channel state table ------------------------------------------------------------
@@ -567,20 +529,23 @@ class PresenceSet:
         return EMPTY_OUTPUT
 
     def _h_send_attach(self, previous: ChannelState, reason: Any, payload: Any, now: int) -> Output:
-        return Output((self._changed(previous, reason),), (self._attach_frame(),))
+        return Output(
+            (self._changed(previous, reason),),
+            (_attach_frame(self._channel, self._channel_serial, self._options),),
+        )
 
     def _h_resend_attach(
         self, previous: ChannelState, reason: Any, payload: Any, now: int
     ) -> Output:
-        return Output(commands=(self._attach_frame(),))
+        return Output(commands=(_attach_frame(self._channel, self._channel_serial, self._options),))
 
     def _h_send_detach(self, previous: ChannelState, reason: Any, payload: Any, now: int) -> Output:
-        return Output((self._changed(previous, reason),), (self._detach_frame(),))
+        return Output((self._changed(previous, reason),), (_detach_frame(self._channel),))
 
     def _h_resend_detach(
         self, previous: ChannelState, reason: Any, payload: Any, now: int
     ) -> Output:
-        return Output(commands=(self._detach_frame(),))
+        return Output(commands=(_detach_frame(self._channel),))
 
     def _h_suspend(self, previous: ChannelState, reason: Any, payload: Any, now: int) -> Output:
         """RTP5f, RTL11: fail queued operations and keep both maps."""
@@ -631,7 +596,7 @@ class PresenceSet:
     ) -> Output:
         op, item = self._request_op(request)
         self._track(op, item)
-        return Output(commands=(self._send_presence((item,), (op,)),), operation=op)
+        return Output(commands=(_send_presence(self._channel, (item,), (op,)),), operation=op)
 
     def _h_queue(self, previous: ChannelState, reason: Any, request: _Request, now: int) -> Output:
         op, item = self._request_op(request)
@@ -643,7 +608,11 @@ class PresenceSet:
     ) -> Output:
         op, item = self._request_op(request)
         self._queued.append((op, item))
-        return Output((self._changed(previous, None),), (self._attach_frame(),), operation=op)
+        return Output(
+            (self._changed(previous, None),),
+            (_attach_frame(self._channel, self._channel_serial, self._options),),
+            operation=op,
+        )
 
     def _h_leave_noop(
         self, previous: ChannelState, reason: Any, request: _Request, now: int
@@ -680,7 +649,7 @@ class PresenceSet:
             return ()
         for op, item in zip(ops, items, strict=True):
             self._track(op, item)
-        return (self._send_presence(items, ops),)
+        return (_send_presence(self._channel, items, ops),)
 
     def _fail_queued(self, reason: ErrorInfo | None) -> tuple[Event, ...]:
         if not self._queued:
@@ -723,29 +692,6 @@ class PresenceSet:
             channel=self._channel, previous=previous, current=self._state, reason=reason
         )
 
-    def _attach_frame(self) -> Send:
-        return Send(
-            message=ProtocolMessage(
-                action=ProtocolAction.ATTACH,
-                channel=self._channel,
-                channel_serial=self._channel_serial,
-                flags=int(self._options.modes),
-            )
-        )
-
-    def _detach_frame(self) -> Send:
-        return Send(message=ProtocolMessage(action=ProtocolAction.DETACH, channel=self._channel))
-
-    def _send_presence(
-        self, items: Sequence[PresenceMessage], ops: Sequence[Operation]
-    ) -> SendPresence:
-        return SendPresence(
-            message=ProtocolMessage(
-                action=ProtocolAction.PRESENCE, channel=self._channel, presence=tuple(items)
-            ),
-            operations=tuple(ops),
-        )
-
     # -- queries ----------------------------------------------------------------------------
     def get(
         self, *, client_id: str | None = None, connection_id: str | None = None
@@ -784,6 +730,82 @@ class PresenceSet:
                 *self._own.extra(),
             ),
         )
+
+
+def _acting_client(
+    action: PresenceAction,
+    client_id: str | None,
+    own: str | None,
+    connection_id: str | None,
+    options: RoomOptions,
+) -> str | None:
+    """The clientId a presence request acts for; raises UsageError for a request refused as is."""
+    if action is not _LEAVE and not options.enter:
+        raise UsageError(f"cannot {action.event_name} presence: the room option 'enter' is false")
+    if client_id is None:
+        if connection_id is not None and (own is None or own == "*"):
+            raise UsageError(
+                f"cannot {action.event_name} presence without a concrete clientId "
+                f"(connection clientId is {own!r}; RTP8j)",
+                code=40012,
+            )
+        acting = own
+    else:
+        if type(client_id) is not str or not client_id or client_id == "*":
+            raise UsageError(f"invalid clientId {client_id!r}", code=40012)
+        if own is not None and own not in ("*", client_id):
+            raise UsageError(
+                f"clientId {client_id!r} does not match the connection's {own!r} (RTP15f)",
+                code=40012,
+            )
+        acting = client_id
+    return acting
+
+
+def _attach_frame(channel: str, serial: str | None, options: RoomOptions) -> Send:
+    return Send(
+        message=ProtocolMessage(
+            action=ProtocolAction.ATTACH,
+            channel=channel,
+            channel_serial=serial,
+            flags=int(options.modes),
+        )
+    )
+
+
+def _detach_frame(channel: str) -> Send:
+    return Send(message=ProtocolMessage(action=ProtocolAction.DETACH, channel=channel))
+
+
+def _send_presence(
+    channel: str, items: Sequence[PresenceMessage], ops: Sequence[Operation]
+) -> SendPresence:
+    return SendPresence(
+        message=ProtocolMessage(
+            action=ProtocolAction.PRESENCE, channel=channel, presence=tuple(items)
+        ),
+        operations=tuple(ops),
+    )
+
+
+def _reentry_failed(
+    channel: str, state: ChannelState, op: Operation, error: ErrorInfo
+) -> tuple[Event, Event]:
+    """RTP17e: error 91004 naming the clientId, as an event and as a channel update."""
+    client = op.client_id or ""
+    reason = ErrorInfo(
+        code=91004,
+        status_code=400,
+        message=f"automatic re-entry of clientId {client!r} on channel {channel!r} failed: "
+        f"{error.message}",
+        cause=error,
+    )
+    return (
+        ReentryFailed(channel=channel, client_id=client, error=reason),
+        ChannelStateChanged(
+            channel=channel, previous=state, current=state, reason=reason, resumed=True
+        ),
+    )
 
 
 def _ignored(message: ProtocolMessage, reason: str) -> Output:

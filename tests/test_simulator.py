@@ -458,7 +458,7 @@ def test_a_leave_for_an_unknown_member_is_a_violation() -> None:
     sim = two_clients()
     sim.run_until_quiet(entered())
     bogus = PresenceMessage(action=PresenceAction.LEAVE, client_id="zed", connection_id="nope")
-    sim._track(sim.client("bob"), ChannelEvents(channel=CHANNEL, events=(bogus,)))
+    sim._intents.observe("bob", ChannelEvents(channel=CHANNEL, events=(bogus,)), elapsed=0)
     assert len(sim.violations) == 1
     assert sim.violations[0] in sim.check_convergence()
 

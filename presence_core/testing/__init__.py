@@ -16,32 +16,34 @@ Importing this package itself does not import hypothesis; only the ``strategies`
 from __future__ import annotations
 
 from presence_core.testing._schedule import (
-    SIMULATION_KEY,
-    Attach,
-    ClientSpec,
-    Detach,
-    DropTransport,
-    Enter,
-    FaultEvent,
-    Leave,
-    OperationEvent,
-    Partition,
-    Resync,
-    ScheduleEvent,
-    Update,
+    SIMULATION_KEY as SIMULATION_KEY,
+    Attach as Attach,
+    ClientSpec as ClientSpec,
+    Detach as Detach,
+    DropTransport as DropTransport,
+    Enter as Enter,
+    FaultEvent as FaultEvent,
+    Leave as Leave,
+    OperationEvent as OperationEvent,
+    Partition as Partition,
+    Resync as Resync,
+    ScheduleEvent as ScheduleEvent,
+    Update as Update,
 )
 from presence_core.testing._simulator import (
-    EPOCH,
-    SERVER,
-    SIMULATION_CONFIG,
-    Refused,
-    ReplayMismatch,
-    SimulatedClient,
-    Simulation,
-    SimulationError,
-    Transcript,
-    TranscriptEntry,
-    replay,
+    EPOCH as EPOCH,
+    SIMULATION_CONFIG as SIMULATION_CONFIG,
+    SimulatedClient as SimulatedClient,
+    Simulation as Simulation,
+    SimulationError as SimulationError,
+)
+from presence_core.testing._transcript import (
+    SERVER as SERVER,
+    Refused as Refused,
+    ReplayMismatch as ReplayMismatch,
+    Transcript as Transcript,
+    TranscriptEntry as TranscriptEntry,
+    replay as replay,
 )
 
 __all__ = [
