@@ -1,16 +1,9 @@
 """End-to-end convergence of server and clients under generated fault schedules.
 
-The property of issue 5: after the faults stop and the network goes quiet,
-
-* every attached client with subscribe has ``get()`` equal to the server's member set for that
-  room, compared as (clientId, connectionId, data);
-* no client ever saw a leave for a member it did not have (tracked per client from its own
-  events, which must also add up to its ``get()``);
-* every clientId a client entered and never left (by operations that succeeded) is present
-  again, on the client's current connection, with its latest data.
-
-Everything runs through :class:`presence_core.testing.Simulation`, whose checker
-(``check_convergence``) implements those three points.
+The property: once the faults stop and the network goes quiet, every client agrees with the
+server and with what it asked for, as :meth:`presence_core.testing.Simulation.check_convergence`
+defines it.  The module documentation of :mod:`presence_core.testing._intent` explains why a
+client may expect exactly that.
 """
 
 from __future__ import annotations

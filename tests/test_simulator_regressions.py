@@ -1,7 +1,8 @@
-"""Minimal reproductions of bugs the simulator's convergence property found.
+"""Minimal fault interleavings in which a client and the server could end up disagreeing.
 
-Each test drives a :class:`~presence_core.Server` and :class:`~presence_core.Connection` by hand
-(no simulator), so the failing step is visible.  They fail until the owning module is fixed.
+They are the hard cases of the simulator's convergence property, each cut down to the fewest
+steps.  Each test drives a :class:`~presence_core.Server` and :class:`~presence_core.Connection`
+by hand (no simulator), so every step is visible, and asserts the outcome the property needs.
 """
 
 from __future__ import annotations
@@ -198,8 +199,8 @@ def test_member_entered_without_presence_subscribe_is_reentered_after_a_lost_ech
 
 
 def test_resume_within_grace_with_an_enter_in_flight_gives_peers_no_extra_event() -> None:
-    """RTP17i + RTN19a + decisions.md (a resume within the grace period loses nothing: peers
-    see no events) (PresenceSet: re-entry for an operation in flight after a RESUMED attach).
+    """RTP17i + RTN19a + D12 (a resume within the grace period loses nothing: peers see no
+    events) (PresenceSet: re-entry for an operation in flight after a RESUMED attach).
 
     alice's ENTER frame is lost with the transport; the resume within the grace period
     succeeds.  The client resends the ENTER (msgSerial 0) and, on the ATTACHED (RESUMED, after

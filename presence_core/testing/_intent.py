@@ -1,0 +1,258 @@
+"""What each simulated client intends, and the check that the quiet network honoured it.
+
+A simulation drives every client with operations and breaks its network with faults.  Once
+the faults have stopped and the network has gone quiet (no frame in flight, every connection
+settled: :meth:`~presence_core.testing.Simulation.run_until_quiet`), each client must see a
+world that follows from what it asked for.  Three things are checked, for every client.
+
+1. Its own events add up.  Applying the presence events the client emitted, in order, to an
+   empty set gives exactly what ``get()`` returns, and no event ever was a leave for a member
+   the client did not have.  Events are how an application follows the set; if they drift
+   from ``get()``, or remove a member it never saw, the application is misled even when the
+   final set is right.  A DETACHED or FAILED room drops its members without events (RTP5a),
+   so the tracked set is emptied there too.
+
+2. Its view equals the server's.  In every ATTACHED room with ``subscribe`` (RTP17a: a
+   client that does not subscribe tracks only its own members), ``get()`` equals the members
+   the server holds, compared as (clientId, connectionId, data).  Once quiet, the server's
+   latest PRESENCE frames and SYNC have reached the client, so any difference is a lost or
+   misapplied change.
+
+3. Its intents hold on the server.  For every (room, clientId) the client acted for, the
+   latest *settled* operation decides what the server must hold on the client's current
+   connection:
+
+   * a successful enter or update: present, with the data of that operation.  Faults do not
+     excuse an absence: the client re-enters its own members after it re-attaches without
+     continuity (RTP17i), on whatever connection it has by then;
+   * a successful leave, or a DETACHED of the room (the server removes a detached
+     connection's members): absent;
+   * a failed operation: not checked.  A failure only says the operation was not confirmed
+     (a NACK, or a frame that could not be sent across a suspension, RTN7e); the server may
+     have applied it or not.
+
+   *Latest* is the order in which the client learnt the results: ACKs, NACKs and DETACHED
+   come back on one connection in the order the server applied the frames.  The exception is
+   a frame resent on a new transport (RTN19a): the server applies a detach after every frame
+   sent before it, yet the resent frame's ACK can arrive after the DETACHED.  So a result
+   arriving after a DETACHED, for an operation issued before the ``detach()`` that DETACHED
+   answers, does not count: the detach came later and decides.  Automatic re-entries are the
+   library's doing, not an intent, and are not tracked.
+
+A client whose connection is not CONNECTED once quiet fails the check outright.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any, Final
+
+from presence_core._connection import Connection
+from presence_core._output import (
+    ChannelEvents,
+    ChannelState,
+    ChannelStateChanged,
+    ConnectionState,
+    Operation,
+)
+from presence_core._presence_set import PresenceMember
+from presence_core._wire import PresenceAction, PresenceMessage
+from presence_core.server import Server
+
+__all__: list[str] = []
+
+_LEAVE: Final = PresenceAction.LEAVE
+_ABSENT: Final = PresenceAction.ABSENT
+_CLEARED: Final = frozenset({ChannelState.DETACHED, ChannelState.FAILED})
+
+# What the server must hold for one (channel, clientId) of a client (point 3 above).
+_PRESENT: Final = "present"
+_GONE: Final = "absent"
+_UNKNOWN: Final = "uncertain"
+
+_MemberId = tuple[str | None, str | None]
+
+
+def _freeze(data: Any) -> str:
+    """A canonical, hashable form of a payload, for comparing member sets."""
+    return json.dumps(data, sort_keys=True, default=repr)
+
+
+def _member_key(m: PresenceMessage | PresenceMember) -> tuple[str, str, str]:
+    return (m.client_id or "", m.connection_id or "", _freeze(m.data))
+
+
+class _Barrier:
+    """Operation ids of one channel that decide which results a detach overrides."""
+
+    __slots__ = ("confirmed", "detach_called", "latest")
+
+    def __init__(self) -> None:
+        #: The latest operation id issued.
+        self.latest = 0
+        #: The latest id issued before the latest ``detach()`` call.
+        self.detach_called = 0
+        #: The latest id issued before a ``detach()`` that a DETACHED confirmed; results of
+        #: operations up to it no longer count.
+        self.confirmed = 0
+
+
+class _ClientIntent:
+    """One client's intents and its event-built view."""
+
+    __slots__ = ("barriers", "expected", "issued", "view")
+
+    def __init__(self) -> None:
+        #: channel -> (connectionId, clientId) -> data, built from the client's own events.
+        self.view: dict[str, dict[_MemberId, Any]] = {}
+        #: (channel, op id) -> (acting clientId, action, data) of operations not yet settled.
+        self.issued: dict[tuple[str, int], tuple[str | None, PresenceAction, Any]] = {}
+        #: (channel, acting clientId) -> (what the server must hold, data).
+        self.expected: dict[tuple[str, str | None], tuple[str, Any]] = {}
+        self.barriers: dict[str, _Barrier] = {}
+
+    def barrier(self, channel: str) -> _Barrier:
+        barrier = self.barriers.get(channel)
+        if barrier is None:
+            barrier = self.barriers[channel] = _Barrier()
+        return barrier
+
+
+class IntentModel:
+    """The intents of every client of a simulation and the convergence check against them.
+
+    The simulation reports what each client asked for and what its connection told it; the
+    model keeps the expectations described in the module documentation.
+    """
+
+    def __init__(self, clients: Iterable[str]) -> None:
+        self._clients = {name: _ClientIntent() for name in clients}
+        self._violations: list[str] = []
+
+    @property
+    def violations(self) -> tuple[str, ...]:
+        """Breaches of point 1 seen while running, in the order they happened."""
+        return tuple(self._violations)
+
+    # --- what clients ask for -------------------------------------------------------------
+
+    def issue(self, client: str, op: Operation, data: Any, *, own_client_id: str | None) -> None:
+        """``client`` issued ``op`` with ``data`` (``own_client_id``: its connection's)."""
+        intent = self._clients[client]
+        acting = op.client_id if op.client_id is not None else own_client_id
+        intent.issued[(op.channel, op.id)] = (acting, op.action, data)
+        barrier = intent.barrier(op.channel)
+        barrier.latest = max(barrier.latest, op.id)
+
+    def detach_requested(self, client: str, channel: str) -> None:
+        """``client`` called ``detach()`` on ``channel`` (and it was not refused)."""
+        barrier = self._clients[client].barrier(channel)
+        barrier.detach_called = barrier.latest
+
+    # --- what clients learn ---------------------------------------------------------------
+
+    def settle(self, client: str, op: Operation, *, ok: bool) -> bool:
+        """``client`` learnt the result of ``op``; true if it was an operation it issued."""
+        intent = self._clients[client]
+        issued = intent.issued.pop((op.channel, op.id), None)
+        if issued is None:
+            return False  # an automatic re-entry: not an application intent
+        acting, action, data = issued
+        barrier = intent.barriers.get(op.channel)
+        if barrier is not None and op.id <= barrier.confirmed:
+            return True  # issued before a detach the server confirmed: the detach decides
+        key = (op.channel, acting)
+        if not ok:
+            intent.expected[key] = (_UNKNOWN, None)
+        elif action is _LEAVE:
+            intent.expected[key] = (_GONE, None)
+        else:
+            intent.expected[key] = (_PRESENT, data)
+        return True
+
+    def observe(self, client: str, batch: ChannelEvents, *, elapsed: int) -> None:
+        """Apply a batch of ``client``'s events to its event-built view; flag impossible leaves.
+
+        ``elapsed`` is the virtual time since the start, for the violation messages.
+        """
+        intent = self._clients[client]
+        channel = batch.channel
+        view = intent.view.setdefault(channel, {})
+        for event in batch.events:
+            if isinstance(event, ChannelStateChanged):
+                if event.current in _CLEARED:
+                    view.clear()  # RTP5a: the members are dropped without events
+                    if event.current is ChannelState.DETACHED:
+                        # The server removed this connection's members there.
+                        barrier = intent.barrier(channel)
+                        barrier.confirmed = max(barrier.confirmed, barrier.detach_called)
+                        expected = intent.expected
+                        for member in expected:
+                            if member[0] == channel:
+                                expected[member] = (_GONE, None)
+                continue
+            key = (event.connection_id, event.client_id)
+            if event.action is _LEAVE:
+                if key in view:
+                    del view[key]
+                else:
+                    self._violations.append(
+                        f"{client} at {elapsed} ms: a leave in {channel} "
+                        f"for {key}, a member it did not have"
+                    )
+            elif event.action is _ABSENT:
+                self._violations.append(f"{client}: an ABSENT event in {channel}")
+            else:
+                view[key] = event.data
+
+    # --- the check --------------------------------------------------------------------------
+
+    def check(self, server: Server, connections: Iterable[tuple[str, Connection]]) -> list[str]:
+        """Check points 1 to 3 for every ``(client name, connection)``; one line per problem."""
+        problems = list(self._violations)
+        # channel -> (clientId, connectionId) -> data, so each lookup below is O(1).
+        index: dict[str, dict[_MemberId, str]] = {}
+        for name, conn in connections:
+            if conn.state is not ConnectionState.CONNECTED:
+                problems.append(f"{name}: connection is {conn.state.value}")
+                continue
+            intent = self._clients[name]
+            conn_id = conn.connection_id
+            for channel, presence in conn.rooms.items():
+                members = presence.get()
+                seen = {key: _freeze(data) for key, data in intent.view.get(channel, {}).items()}
+                got = {(m.connection_id, m.client_id): _freeze(m.data) for m in members}
+                if seen != got:
+                    problems.append(
+                        f"{name}: events in {channel} add up to {sorted(seen.items())}, "
+                        f"get() is {sorted(got.items())}"
+                    )
+                if presence.state is ChannelState.ATTACHED and presence.options.subscribe:
+                    mine = sorted(map(_member_key, members))
+                    theirs = sorted(map(_member_key, server.members(channel)))
+                    if mine != theirs:
+                        problems.append(
+                            f"{name}: get() in {channel} is {mine}, the server has {theirs}"
+                        )
+            for (channel, client_id), (state, data) in intent.expected.items():
+                if state not in (_PRESENT, _GONE):
+                    continue
+                by_key = index.get(channel)
+                if by_key is None:
+                    by_key = index[channel] = {
+                        (m.client_id, m.connection_id): _freeze(m.data)
+                        for m in server.members(channel)
+                    }
+                on_server = by_key.get((client_id, conn_id))
+                if state == _PRESENT and on_server != _freeze(data):
+                    problems.append(
+                        f"{name}: {client_id!r} entered {channel} with {data!r} and never left, "
+                        f"but the server has {on_server} for connection {conn_id}"
+                    )
+                elif state == _GONE and on_server is not None:
+                    problems.append(
+                        f"{name}: {client_id!r} left {channel}, but the server has {on_server} "
+                        f"for connection {conn_id}"
+                    )
+        return problems
