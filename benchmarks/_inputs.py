@@ -6,9 +6,9 @@ peer: our PresenceSet and the dict floors consume the :class:`~presence_core.Pro
 values directly; ``compare.py`` converts the same member tuples into each peer's own input
 shape.
 
-Ids follow what an Ably server sends (ably-wire-interop.md §4): ``connId:msgSerial:index``, so
-that newness is decided by the id, and every item carries its own id, connectionId and
-timestamp (as after TP3 inheritance in the codec).
+Ids follow what an Ably server sends, ``connId:msgSerial:index``, so that newness is decided
+by the id, and every item carries its own id, connectionId and timestamp (as after TP3
+inheritance in the codec).
 """
 
 from __future__ import annotations

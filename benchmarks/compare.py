@@ -649,7 +649,7 @@ def table(results: Results, size: int, peers: Sequence[str], workloads: Sequence
 
 
 def targets(results: Results, sizes: Sequence[int], codec: tuple[float, float]) -> str:
-    """The issue's performance targets, judged on this run's largest size."""
+    """The performance targets, judged on this run's largest size."""
     size = max(sizes)
     smallest = min(sizes)
     ours = PresenceSetPeer.name

@@ -1,6 +1,6 @@
 """The PresenceError hierarchy.
 
-One base, two sides (decisions.md, "Errors"):
+One base, two sides:
 
 * :class:`UsageError` -- the caller misused the API.  It is also a :class:`ValueError`, so
   generic handlers still catch it.

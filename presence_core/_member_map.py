@@ -17,9 +17,10 @@ Rules of this module:
   ``timestamp=now``.
 * During a sync: a LEAVE for a known member emits one leave at once, stores an ABSENT
   tombstone and takes the member out of the residual set (D1, RTP2h2a); a LEAVE for an unknown
-  member stores a tombstone silently (D2); any item for a key counts as seen even if it loses
-  the newness check (RTP19); a new sync id restarts the sync, rebuilding the residual set from
-  the visible members and keeping the tombstones until the new sync ends (D3, RTP18a).
+  member stores a tombstone silently (D2); an ENTER, UPDATE or PRESENT for a key counts as
+  seen even if it loses the newness check, while a stale LEAVE does not (RTP19); a new sync id
+  restarts the sync, rebuilding the residual set from the visible members and keeping the
+  tombstones until the new sync ends (D3, RTP18a).
   Tombstones are dropped silently when the sync ends (RTP2h2b).
 * Items reach this module validated and TP3-inherited (:func:`checked_items`); nothing here
   raises after a change has started, so a frame is applied whole or not at all.

@@ -4,10 +4,9 @@ A message's *position* is what RTP2b2 compares: ``(msgSerial, index)`` parsed fr
 form ``<connectionId>:<msgSerial>:<index>``.  A message has no position (it is compared by
 timestamp, RTP2b1) when:
 
-* its id does not start with ``<connectionId>:``.  This is the stricter of the two prefix forms
-  discussed in ably-presence-rules.md §9 D6: the spec only asks for "connectionId is an initial
-  substring of id", which would call ``c10:3:0`` non-synthesized for connection ``c1`` and then
-  mis-parse it;
+* its id does not start with ``<connectionId>:`` (D6).  The spec only asks for "connectionId is
+  an initial substring of id", which would call ``c10:3:0`` non-synthesized for connection
+  ``c1`` and then mis-parse it;
 * the id or the connectionId is missing (D5);
 * the rest after the prefix is not exactly two non-negative decimal integers.  Unparsable ids
   therefore never raise: they are deterministically treated like synthesized ones.

@@ -1,8 +1,10 @@
 """What the client-side reducers return: one frozen :class:`Output` per call.
 
-Naming follows the style anchors: *events* are past-tense facts for the application, *commands*
-are imperative instructions for whoever owns the I/O.  There are no callbacks and no hidden
-buffers: everything a call caused is in the Output it returned.
+*Events* are past-tense facts for the application: presence events, channel and connection
+state changes, operation results, re-entry failures, pings, and ignored frames.  *Commands* are
+only I/O for the embedder to perform: send a frame, open or close a transport.  There are no
+callbacks and no hidden buffers: everything a call caused is in the Output it returned, events
+in the order they happened, commands in the order to run them.
 
 The presence events themselves are :class:`~presence_core.PresenceMessage` values (the message
 that was applied, or a synthesized leave), so the hot path builds no extra object per member.
@@ -70,7 +72,7 @@ class Operation:
     """Handle of one presence operation (enter, update, leave, or an automatic re-entry).
 
     It is settled exactly once, later, by an :class:`OperationSucceeded` or
-    :class:`OperationFailed` command carrying it (RTP16).
+    :class:`OperationFailed` event carrying it (RTP16).
     """
 
     #: Sequence number, unique within its channel's PresenceSet.

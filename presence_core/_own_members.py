@@ -231,7 +231,7 @@ class OwnMembers:
         return client in self._map
 
     def clear(self) -> None:
-        """RTP5a: forget the map; operations in flight no longer carry an intent (rule 5)."""
+        """RTP5a: forget the map; operations in flight stop carrying an intent (rule 5)."""
         self._map.clear()
         self._seen.clear()
         self._recorded.clear()

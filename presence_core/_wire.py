@@ -4,7 +4,7 @@ Field names are the Python spelling of the wire names (``clientId`` -> ``client_
 in :mod:`presence_core._codec` maps between the two.  Every class is frozen and slotted.  A field
 that was absent on the wire is ``None``, so encoding gives back exactly what was decoded.
 
-Numbers are as on the wire (ably-presence-rules.md §1).  Actions are kept as plain ``int`` on
+Numbers are as on the wire (TR2, TR3, TP2).  Actions are kept as plain ``int`` on
 :class:`ProtocolMessage` because an unknown action must survive decoding (it is ignored by the
 reducers, not rejected): a known action compares equal to its :class:`ProtocolAction` member.
 """

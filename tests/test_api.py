@@ -1,4 +1,10 @@
-"""The public surface: one flat namespace, documented names, and an I/O-free core."""
+"""The public surface: three namespaces, each name exported once and documented; an I/O-free core.
+
+``presence_core`` is the client core, ``presence_core.server`` the server reducer and
+``presence_core.testing`` the simulator.  Every public object is defined in a private module
+(or the namespace itself) and exported by exactly one namespace, so there is one import path
+for each name.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +23,21 @@ CORE = pathlib.Path(presence_core.__file__).parent
 FORBIDDEN = {"asyncio", "trio", "anyio", "socket", "time", "random", "secrets"}
 # Adapter subpackages may do I/O; everything else is the sans-IO core.
 ADAPTER_DIRS = {"aio", "adapters"}
+
+
+NAMESPACES = ("presence_core", "presence_core.server", "presence_core.testing")
+SERVER_NAMES = (
+    "Server",
+    "ServerConfig",
+    "ApiKey",
+    "AccessToken",
+    "Deliver",
+    "Disconnect",
+    "ServerOutput",
+    "ServerCommand",
+    "ServerConnectionState",
+    "ServerConnectionInfo",
+)
 
 
 def _core_modules() -> list[pathlib.Path]:
@@ -41,7 +62,8 @@ def _imported_roots(path: pathlib.Path) -> set[str]:
 
 @pytest.mark.parametrize("path", _core_modules(), ids=lambda p: str(p.relative_to(CORE)))
 def test_core_module_imports_no_io(path: pathlib.Path) -> None:
-    """decisions.md: the core never imports asyncio, trio, anyio, socket, time, random, secrets."""
+    """The core (server included) never imports asyncio, trio, anyio, socket, time, random or
+    secrets: time and entropy are inputs, and I/O belongs to the embedder."""
     assert not (_imported_roots(path) & FORBIDDEN)
 
 
@@ -52,9 +74,15 @@ def test_forbidden_import_detector_catches_each_form(tmp_path: pathlib.Path) -> 
     assert _imported_roots(probe) & FORBIDDEN == {"time", "asyncio", "random"}
 
 
+def test_core_modules_include_the_server() -> None:
+    server = [p for p in _core_modules() if p.relative_to(CORE).parts[0] == "server"]
+    assert CORE / "server" / "__init__.py" in server
+    assert len(server) > 1
+
+
 @pytest.mark.parametrize(
     "module_name",
-    ["presence_core", "presence_core.testing", "presence_core.testing.strategies"],
+    [*NAMESPACES, "presence_core.testing.strategies"],
 )
 def test_all_names_exist_once_and_are_documented(module_name: str) -> None:
     """Every public name, and every public method or property of a public class, has a doc."""
@@ -85,3 +113,57 @@ def test_core_import_does_not_import_adapters() -> None:
         [sys.executable, "-c", code], check=False, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _public(namespace: str) -> list[tuple[str, object]]:
+    module = importlib.import_module(namespace)
+    return [(name, getattr(module, name)) for name in module.__all__]
+
+
+@pytest.mark.parametrize("namespace", NAMESPACES)
+def test_every_name_in_all_exists(namespace: str) -> None:
+    module = importlib.import_module(namespace)
+    missing = [name for name in module.__all__ if not hasattr(module, name)]
+    assert not missing
+
+
+@pytest.mark.parametrize("namespace", NAMESPACES)
+def test_public_objects_come_from_private_modules_or_the_namespace(namespace: str) -> None:
+    """A class or function is defined in the namespace or in one of its private modules
+    (``presence_core._wire``, ``presence_core.server._auth``), never in another namespace."""
+    misplaced = []
+    for name, obj in _public(namespace):
+        if not (inspect.isclass(obj) or inspect.isfunction(obj)):
+            continue
+        source = obj.__module__
+        rest = source.removeprefix(namespace + ".")
+        if source != namespace and (rest == source or not rest.split(".")[0].startswith("_")):
+            misplaced.append(f"{name} from {source}")
+    assert not misplaced
+
+
+def test_each_public_name_is_exported_by_exactly_one_namespace() -> None:
+    """The core's classes are not re-exported by the server or testing namespaces."""
+    where: dict[str, list[str]] = {}
+    objects: dict[int, list[str]] = {}
+    for namespace in NAMESPACES:
+        for name, obj in _public(namespace):
+            where.setdefault(name, []).append(namespace)
+            # Small ints and strings may be shared by identity without being re-exports.
+            if not isinstance(obj, int | str | float | bytes | type(None)):
+                objects.setdefault(id(obj), []).append(f"{namespace}.{name}")
+    assert not {name: spaces for name, spaces in where.items() if len(spaces) > 1}
+    assert not [paths for paths in objects.values() if len(paths) > 1]
+
+
+def test_core_namespace_exports_no_server_names() -> None:
+    assert not set(SERVER_NAMES) & set(presence_core.__all__)
+    assert not [name for name in SERVER_NAMES if name in vars(presence_core)]
+
+
+def test_server_reducer_is_imported_from_presence_core_server() -> None:
+    from presence_core.server import Server  # noqa: PLC0415 - the import is what is tested
+
+    server = importlib.import_module("presence_core.server")
+    assert set(SERVER_NAMES) <= set(server.__all__)
+    assert Server.__module__.startswith("presence_core.server._")

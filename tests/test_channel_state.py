@@ -171,7 +171,7 @@ def outcome(ps: PresenceSet, out: Output) -> str:
     """The EXPECTED notation for what one input did."""
     changed = "!" if any(isinstance(e, ChannelStateChanged) for e in out.events) else ""
     sent = "".join(
-        FRAMES[c.message.action] for c in out.commands if isinstance(c, Send | SendPresence)
+        FRAMES[ProtocolAction(c.message.action)] for c in out.commands if isinstance(c, Send | SendPresence)
     )
     return SHORT[ps.state] + changed + sent
 

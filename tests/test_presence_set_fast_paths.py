@@ -1,4 +1,4 @@
-"""The PresenceSet hot path's shortcuts change no result (issue 6 performance pass).
+"""The PresenceSet hot path's shortcuts change no result.
 
 Rules: RTP2b (id positions, parsed lazily and memoized), RTP2/RTP2h/RTP19 (a one-item frame
 takes its own path through the reducer), and the fast ``Output`` constructor.

@@ -2,7 +2,7 @@
 modes, ACK/NACK settlement.  Ported from the UTS ``realtime_presence_enter`` spec where the
 cases are presence-level.
 
-Error model (documented in readme-presence-set.md): caller misuse that the reducer can see
+Error model (the PresenceSet module docstring): caller misuse that the reducer can see
 before sending (wrong state, option ``enter`` false, bad clientId) raises
 :class:`~presence_core.UsageError` and changes nothing; failures the server reports, or that
 channel states cause for queued work, settle the operation with ``OperationFailed``.
@@ -258,7 +258,7 @@ def test_RTP15_fifty_members_via_enter_client() -> None:
 
 
 def test_room_option_enter_false_refuses_locally() -> None:
-    """decisions.md room options: enter=False makes enter/update fail locally before anything
+    """Room options (docs/rules.md): enter=False makes enter/update fail locally before anything
     is sent, with a clear error; the ATTACH omits the PRESENCE mode."""
     opts = RoomOptions(enter=False)
     assert not opts.modes & ChannelMode.PRESENCE
@@ -273,7 +273,7 @@ def test_room_option_enter_false_refuses_locally() -> None:
 
 
 def test_room_option_subscribe_maps_to_mode_flag() -> None:
-    """RTL4l + decisions.md room options: ATTACH requests explicit mode flags, and
+    """RTL4l + room options (docs/rules.md): ATTACH requests explicit mode flags, and
     subscribe=False drops PRESENCE_SUBSCRIBE; the option is kept for the async client (102108
     on subscribe)."""
     ps = make_set(attach=False, options=RoomOptions(subscribe=False))

@@ -342,7 +342,7 @@ def test_local_map_uts_remove_and_clear_and_unknown() -> None:
     assert ps.own_members == {}
 
 
-# -- re-entry follows the user's latest intent (ably-java#930; module docstring) ---------------
+# -- re-entry follows the user's latest intent (the rule in presence_core._own_members) ------
 
 
 def _ack(ps: PresenceSet, out: Output) -> Output:
@@ -380,7 +380,7 @@ def test_RTP17i_update_in_flight_defers_reentry_and_its_echo_settles_it() -> Non
 
 
 def test_RTP17i_deduplicated_enter_acked_without_echo_is_reentered() -> None:
-    """RTP17i + intent (ably-java#930): an ENTER sent before a non-resumed ATTACHED and ACKed
+    """RTP17i + intent rule 4: an ENTER sent before a non-resumed ATTACHED and ACKed
     with no echo since (a resend the server deduplicated after losing its effect) is re-entered
     by the ACK, with its data and extras and no id."""
     ps = make_set()
@@ -424,7 +424,7 @@ def test_RTP17i_deferred_reentry_uses_the_latest_operation_only() -> None:
 
 
 def test_RTP17i_deferred_reentry_not_sent_unless_attached() -> None:
-    """RTP17i + intent: if the channel is no longer ATTACHED when the ACK comes, the recorded
+    """RTP17i + intent rule 4: if the channel is not ATTACHED any more when the ACK comes, the recorded
     own member is re-entered by the next ATTACHED instead."""
     ps = make_set()
     enter = ps.enter("x", now=NOW)

@@ -10,7 +10,7 @@ member that was present; nobody listed twice; ABSENT never visible; the own-memb
 the model's; every own member entered and not left is re-entered after a non-resumed ATTACHED
 (or covered by a queued user operation in the same frame); no operation settles twice.
 
-Re-entry follows the user's intent (module docstring, ably-java#930): a clientId with an
+Re-entry follows the user's intent (the rule in presence_core._own_members): a clientId with an
 operation in flight is not re-entered by the ATTACHED; an own operation ACKed without an echo
 updates the own map; the latest ENTER/UPDATE sent before a non-resumed ATTACHED and ACKed with
 no echo since is re-entered by the ACK.  The server here may ACK with or without an echo.

@@ -231,7 +231,7 @@ def test_RTP19_empty_map_sync_no_leaves() -> None:
 
 
 def test_RTP19_event_order_page_events_then_residual_leaves() -> None:
-    """decisions.md: on a final page, the page's own events come first, then residual leaves
+    """RTP19 event order (docs/rules.md): on a final page, the page's own events come first, then residual leaves
     (in the order the residual members first appeared)."""
     ps = with_members(pm(ENTER, "r1", "c1", 0), pm(ENTER, "r2", "c2", 0), pm(ENTER, "k", "c3", 0))
     out = ps.receive(sync("s:", pm(PRESENT, "k", "c3", 1), pm(PRESENT, "n", "c4", 0)), now=NOW)
@@ -349,7 +349,7 @@ def test_RTP13_sync_complete_lifecycle() -> None:
 
 
 def test_sync_end_forgets_sync_id() -> None:
-    """Sync-end bookkeeping (rules §3 item 24): the sync id is forgotten, so a later SYNC with
+    """Sync-end bookkeeping (RTP18b): the sync id is forgotten, so a later SYNC with
     the same id is a new sync."""
     ps = with_members(pm(ENTER, "a", "c1", 0))
     ps.receive(sync("s:"), now=NOW)  # "a" is not in this sync: it leaves
