@@ -1,10 +1,11 @@
 """Server reducer benchmark: one presence update fanned out to 1,000 subscribers.
 
-A :class:`~presence_core.Server` is set up once (untimed) with 1,000 subscriber connections
-attached to one channel with the default modes (PRESENCE_SUBSCRIBE included) and one publisher
-that has entered.  Each round the publisher sends the next UPDATE (a new msgSerial, new data).
-The server must answer with one :class:`~presence_core.Deliver` naming every recipient, so the
-adapter encodes the broadcast once, not once per subscriber; the benchmarks assert that shape.
+A :class:`~presence_core.server.Server` is set up once (untimed) with 1,000 subscriber
+connections attached to one channel with the default modes (PRESENCE_SUBSCRIBE included) and
+one publisher that has entered.  Each round the publisher sends the next UPDATE (a new
+msgSerial, new data).  The server must answer with one :class:`~presence_core.server.Deliver`
+naming every recipient, so the adapter encodes the broadcast once, not once per subscriber;
+the benchmarks assert that shape.
 
 Run with ``pytest benchmarks/ --benchmark-only``.
 """

@@ -1,6 +1,7 @@
-"""The server reducer: one test per server behaviour of issue 5, named after it.
+"""The server reducer: one test per server behaviour, named after it.
 
-Transcripts in ably-wire-interop.md §6-§8 are the reference for frame shapes.
+Expected frame shapes follow transcripts of a protocol v6 client (ably-js) talking to Ably:
+connect, attach, presence and resume.
 """
 
 from __future__ import annotations
@@ -461,7 +462,7 @@ def test_leave_without_data_carries_the_last_data() -> None:
 
 
 def test_reentry_with_current_id_is_idempotent() -> None:
-    """decisions.md: same id, same connection, same data: id kept and nothing broadcast."""
+    """Same id, same connection, same data: the id is kept and nothing is broadcast."""
     server = make_server()
     alice, _bob = two_clients(server)
     presence(server, alice, CH, A.ENTER, {"v": 1})
@@ -736,7 +737,7 @@ def test_resume_failed_when_client_id_differs() -> None:
 
 
 def test_resume_before_server_noticed_old_transport_died() -> None:
-    """Interop §8: the resume arrived before the old socket's DISCONNECT was processed."""
+    """A resume can arrive before the server has noticed that the old socket died."""
     server = make_server()
     alice, _bob = two_clients(server)
     presence(server, alice, CH, A.ENTER)
@@ -1098,7 +1099,7 @@ def test_room_channel_name_is_room_chat() -> None:
 
 
 def test_fanout_to_many_subscribers_is_one_deliver() -> None:
-    """Issue 6: a broadcast is built once and goes out as one command naming every recipient."""
+    """A broadcast is built once and goes out as one command naming every recipient."""
     server = make_server()
     subscribers = []
     for index in range(1_000):

@@ -65,7 +65,7 @@ def snapshot(server: Server) -> tuple[object, ...]:
 def test_bad_client_input_is_answered_never_raised_and_changes_nothing(
     sequence: list[ProtocolMessage],
 ) -> None:
-    """decisions.md: bad input gets an ERROR or NACK frame and leaves the state unchanged."""
+    """Bad client input gets an ERROR or NACK frame and leaves the state unchanged."""
     server = make_server(max_message_size=100, max_members_per_channel=3, keys=(KEY, BOT))
     alice, _ = connect(server, "ta", "alice")
     connect(server, "tb", "bob")

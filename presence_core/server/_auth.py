@@ -1,0 +1,192 @@
+"""Credentials and capabilities: who a connection is and what it may do on each channel.
+
+RULES OF THIS MODULE
+
+* A credential is checked once, at ``connect``; what it allows is kept as a :class:`Grant` on
+  the connection and replaced only by a resume with new credentials.
+* A capability maps channel patterns to operations, and an operation stands for channel modes.
+  A connection gets on a channel the intersection of the modes it asked for in ATTACH (the
+  default modes when it asked for none) with the union of what every matching pattern grants.
+* The server never answers with an identity other than the one asked for: a clientId that
+  conflicts with the credential's is refused, since the client would fail on it anyway.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Iterable, Mapping
+from typing import Final, TypeAlias
+
+import attrs
+
+from presence_core._errors import UsageError
+from presence_core._wire import DEFAULT_MODES, MODE_MASK, ChannelMode, ErrorInfo
+from presence_core.server._output import Reject, error
+
+__all__ = ["ApiKey", "AccessToken"]
+
+#: Which channel modes each capability operation allows.  ``subscribe`` covers both message
+#: and presence subscription, as in Ably.
+_OPERATION_MODES: Final[Mapping[str, int]] = types.MappingProxyType(
+    {
+        "presence": int(ChannelMode.PRESENCE),
+        "publish": int(ChannelMode.PUBLISH),
+        "subscribe": int(ChannelMode.SUBSCRIBE | ChannelMode.PRESENCE_SUBSCRIBE),
+        "annotation-publish": int(ChannelMode.ANNOTATION_PUBLISH),
+        "annotation-subscribe": int(ChannelMode.ANNOTATION_SUBSCRIBE),
+        "object-subscribe": int(ChannelMode.OBJECT_SUBSCRIBE),
+        "object-publish": int(ChannelMode.OBJECT_PUBLISH),
+        "*": MODE_MASK,
+    }
+)
+
+Capability: TypeAlias = Mapping[str, frozenset[str]]
+
+
+def _freeze_capability(value: Mapping[str, Iterable[str]]) -> Capability:
+    """Validate a capability and return a read-only copy with frozenset values."""
+    if not isinstance(value, Mapping):
+        raise UsageError("capability must be a mapping of channel pattern to operations")
+    frozen: dict[str, frozenset[str]] = {}
+    for pattern, operations in value.items():
+        if not isinstance(pattern, str) or not pattern:
+            raise UsageError(f"capability pattern {pattern!r} must be a non-empty string")
+        if isinstance(operations, str):
+            raise UsageError(f"capability operations for {pattern!r} must be a collection")
+        ops = frozenset(operations)
+        unknown = ops - _OPERATION_MODES.keys()
+        if unknown:
+            raise UsageError(f"unknown capability operations {sorted(unknown)} for {pattern!r}")
+        frozen[pattern] = ops
+    return types.MappingProxyType(frozen)
+
+
+def capability_modes(capability: Capability, channel: str) -> int:
+    """Return the union of the modes every matching pattern grants on ``channel``.
+
+    A pattern is an exact channel name, ``*`` (every channel), or a prefix ending in ``*``
+    (``chat:*`` matches ``chat:lobby``).
+    """
+    modes = 0
+    for pattern, operations in capability.items():
+        if pattern == channel or (pattern.endswith("*") and channel.startswith(pattern[:-1])):
+            for operation in operations:
+                modes |= _OPERATION_MODES[operation]
+    return modes
+
+
+def granted_modes(allowed: int, flags: int | None) -> int:
+    """Return the modes an ATTACH with ``flags`` gets where the capability ``allowed`` these."""
+    requested = (flags or 0) & MODE_MASK or int(DEFAULT_MODES)
+    return requested & allowed
+
+
+_FULL_CAPABILITY: Final[Capability] = types.MappingProxyType({"*": frozenset({"*"})})
+
+
+@attrs.frozen(kw_only=True)
+class ApiKey:
+    """An API key the server accepts in the ``key`` query parameter, as ``name:secret``.
+
+    ``capability`` maps channel patterns to operations (``presence``, ``subscribe``,
+    ``publish``, the annotation and object operations, or ``*`` for all).  A connection made
+    with this key is identified by the ``clientId`` query parameter, if any.
+    ``any_client_id`` lets an *unidentified* connection act for any clientId
+    (``enter_client``), as a trusted backend does.
+    """
+
+    #: The key name, such as ``appid.keyid``.
+    name: str
+    #: The secret after the colon.
+    secret: str
+    capability: Capability = attrs.field(default=_FULL_CAPABILITY, converter=_freeze_capability)
+    any_client_id: bool = False
+
+    @property
+    def key(self) -> str:
+        """The full key string a client passes: ``name:secret``."""
+        return f"{self.name}:{self.secret}"
+
+
+@attrs.frozen(kw_only=True)
+class AccessToken:
+    """An opaque token the server accepts in the ``access_token`` query parameter.
+
+    ``client_id`` binds the connection's identity (a client asking for another clientId is
+    refused with 40102); ``"*"`` means the connection is unidentified but may act for any
+    clientId; ``None`` leaves the identity to the ``clientId`` query parameter.
+    """
+
+    token: str
+    capability: Capability = attrs.field(default=_FULL_CAPABILITY, converter=_freeze_capability)
+    client_id: str | None = None
+
+
+@attrs.frozen
+class Grant:
+    """What a credential allows: capability, fixed identity, and acting for others."""
+
+    capability: Capability
+    client_id: str | None
+    any_client_id: bool
+
+
+def acting_client_id(own: str | None, grant: Grant, requested: str | None) -> str | None:
+    """Return the clientId a message acts for, or raise :class:`Reject` (40012).
+
+    ``own`` is the connection's clientId; a message naming none acts for it.
+    """
+    if requested is None:
+        return own
+    if requested == own:
+        return requested
+    if own is None and grant.any_client_id and requested not in ("", "*"):
+        return requested
+    raise Reject(error(40012, 400, f"Mismatched clientId: {requested!r}"))
+
+
+class Authenticator:
+    """Checks the credentials and clientId of a ``connect`` against the configured ones."""
+
+    __slots__ = ("_formats", "_keys", "_tokens")
+
+    def __init__(
+        self, keys: Iterable[ApiKey], tokens: Iterable[AccessToken], formats: frozenset[str]
+    ) -> None:
+        self._keys = {key.name: key for key in keys}
+        self._tokens = {token.token: token for token in tokens}
+        self._formats = formats
+
+    def authenticate(self, params: Mapping[str, str]) -> ErrorInfo | tuple[Grant, str | None]:
+        """Return a refusal, or (grant, clientId) for the query parameters ``params``."""
+        fmt = params.get("format", "json")
+        if fmt not in self._formats:
+            return error(40000, 400, f"Unsupported format {fmt!r}")
+        requested = params.get("clientId")
+        if requested in {"*", ""}:
+            return error(40012, 400, "Invalid clientId")
+        key = params.get("key")
+        token = params.get("access_token")
+        grant: Grant
+        if key is not None:
+            name, sep, secret = key.partition(":")
+            api_key = self._keys.get(name)
+            if not sep or api_key is None or api_key.secret != secret:
+                return error(40101, 401, "Invalid credentials")
+            grant = Grant(api_key.capability, None, api_key.any_client_id)
+        elif token is not None:
+            access = self._tokens.get(token)
+            if access is None:
+                return error(40101, 401, "Invalid credentials")
+            if access.client_id == "*":
+                grant = Grant(access.capability, None, True)
+            else:
+                grant = Grant(access.capability, access.client_id, False)
+        else:
+            return error(40101, 401, "No key or access_token")
+        client_id = requested
+        if grant.client_id is not None:
+            if requested is not None and requested != grant.client_id:
+                return error(40102, 401, "Mismatched clientId")
+            client_id = grant.client_id
+        return grant, client_id

@@ -1,0 +1,98 @@
+"""The server's settings: limits, timings and the credentials it accepts.
+
+Every setting is checked when a :class:`ServerConfig` is built, so a server never runs with a
+timing that cannot work (a heartbeat slower than the idle timeout, a grace period outliving
+the resume window) or with two credentials of one name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import attrs
+
+from presence_core._errors import UsageError
+from presence_core.server._auth import AccessToken, ApiKey
+
+__all__ = ["ServerConfig"]
+
+
+def _positive(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise UsageError(f"{attribute.name} must be a positive int, got {value!r}")
+
+
+def _non_negative(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise UsageError(f"{attribute.name} must be a non-negative int, got {value!r}")
+
+
+def _tuple_of_keys(value: Iterable[ApiKey]) -> tuple[ApiKey, ...]:
+    return tuple(value)
+
+
+def _tuple_of_tokens(value: Iterable[AccessToken]) -> tuple[AccessToken, ...]:
+    return tuple(value)
+
+
+def _frozenset_of_str(value: Iterable[str]) -> frozenset[str]:
+    return frozenset(value)
+
+
+@attrs.frozen(kw_only=True)
+class ServerConfig:
+    """Settings of a :class:`Server`.  Durations are milliseconds.
+
+    Raises:
+        UsageError: A setting is out of range, or two credentials share a name.
+    """
+
+    #: API keys accepted in ``key=name:secret``.
+    keys: tuple[ApiKey, ...] = attrs.field(default=(), converter=_tuple_of_keys)
+    #: Tokens accepted in ``access_token=``.
+    tokens: tuple[AccessToken, ...] = attrs.field(default=(), converter=_tuple_of_tokens)
+    #: Sent as ``connectionDetails.serverId``; clients only log it.
+    server_id: str = "presence-core"
+    #: Values of the ``format`` query parameter the adapter can encode.  ably-js sends
+    #: ``json`` when configured with ``useBinaryProtocol: false``.
+    formats: frozenset[str] = attrs.field(default=frozenset({"json"}), converter=_frozenset_of_str)
+    #: Ably's default (15 s).  The client adds its request timeout (10 s) and gives up on a
+    #: transport that stays silent longer than the sum.
+    max_idle_interval: int = attrs.field(default=15_000, validator=_positive)
+    #: Every live transport gets a frame at least this often.  Two thirds of the idle
+    #: interval leaves slack for latency; ably-js stays connected even at 0.6x.
+    heartbeat_interval: int = attrs.field(default=10_000, validator=_positive)
+    #: Ably keeps a dropped connection's members present for about 15 s before synthesizing
+    #: their leaves; a reconnect inside that window is invisible to peers.
+    grace_period: int = attrs.field(default=15_000, validator=_non_negative)
+    #: Ably's default (2 min): how long a dropped connection stays resumable.
+    connection_state_ttl: int = attrs.field(default=120_000, validator=_non_negative)
+    #: Members per SYNC frame.  100 keeps a frame near 10 KiB with small data, well under
+    #: ``max_message_size`` times a page, while a 10,000-member room needs only 100 frames.
+    sync_page_size: int = attrs.field(default=100, validator=_positive)
+    #: Presence members per channel.  It bounds one channel's memory; 20,000 leaves headroom
+    #: over the 10,000-member room the simulator exercises.  Beyond it an enter is NACKed 91003.
+    max_members_per_channel: int = attrs.field(default=20_000, validator=_positive)
+    #: Largest payload of one message (data, extras and clientId), NACKed 40009 above it.
+    #: Ably's default 64 KiB; advertised as ``maxMessageSize`` so clients refuse earlier.
+    max_message_size: int = attrs.field(default=65_536, validator=_positive)
+    #: Channels one connection may have attached.  A Chat client uses one per room; 200 is
+    #: generous for that and bounds per-connection state.  Beyond it ATTACH fails with 90010.
+    max_channels_per_connection: int = attrs.field(default=200, validator=_positive)
+    #: Inbound messages (presence items and channel messages) per second per connection,
+    #: with a burst of one second's allowance; beyond it a frame is NACKed 42910.  Ably's
+    #: per-connection inbound limit is of this order (its connectionDetails call it
+    #: ``maxInboundRate``).  Raise it for simulations that enter many members per connection.
+    max_messages_per_second: int = attrs.field(default=50, validator=_positive)
+
+    def __attrs_post_init__(self) -> None:
+        if self.heartbeat_interval >= self.max_idle_interval:
+            raise UsageError("heartbeat_interval must be shorter than max_idle_interval")
+        if self.grace_period > self.connection_state_ttl:
+            raise UsageError("grace_period must not exceed connection_state_ttl")
+        names = [key.name for key in self.keys]
+        if len(names) != len(set(names)):
+            raise UsageError("two API keys share a name")
+        tokens = [token.token for token in self.tokens]
+        if len(tokens) != len(set(tokens)):
+            raise UsageError("two access tokens are equal")

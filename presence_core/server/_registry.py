@@ -1,0 +1,264 @@
+"""The connection registry: transports, connections, resume keys, the clock and deadlines.
+
+RULES OF THIS MODULE
+
+* The clock is the largest ``now`` seen, so a clock stepping back means time does not advance;
+  every stamp and deadline in the server reads :attr:`Registry.clock`.
+* Every transport the adapter connected stays in :attr:`Registry.transports` until it reports
+  the transport closed.  A transport the server let go (refused, closed, or replaced by a
+  resume) maps to ``None``, so its late frames are ignored rather than misattributed.
+* Only connections without a transport have a deadline, and they are kept apart in
+  ``waiting``, so :meth:`Registry.advance` costs nothing per frame while none is due.
+
+THEORY OF OPERATION
+
+A connection outlives its transport.  When the transport is lost abruptly (or the client sends
+DISCONNECT) the connection enters the grace period: its members stay present, and a resume
+within the grace period loses nothing.  When the grace period ends the server broadcasts
+synthesized leaves and drops the connection's attachments (the ``end_grace`` callback), but the
+connection stays resumable until ``connection_state_ttl`` ends: the client then re-attaches
+without RESUMED and re-enters.  After the ttl the key is forgotten, and a resume gets a new
+connection with error 80008.  Due deadlines fire in deadline order, ties in creation order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Final
+
+import attrs
+
+from presence_core._wire import ErrorInfo, ProtocolAction, ProtocolMessage
+from presence_core.server._auth import Grant
+from presence_core.server._config import ServerConfig
+from presence_core.server._output import (
+    Deliver,
+    Disconnect,
+    ServerCommand,
+    ServerConnectionInfo,
+    ServerConnectionState,
+    TransportId,
+    error,
+)
+
+if TYPE_CHECKING:
+    from presence_core.server._inbound import InboundState
+
+__all__: list[str] = []
+
+HEARTBEAT: Final = ProtocolMessage(action=ProtocolAction.HEARTBEAT)
+
+
+@attrs.define(eq=False)
+class Connection:
+    """One connection: its identity, its transport (if any), deadlines and attachments."""
+
+    id: str
+    #: The resume credential, sent as ``connectionKey``.
+    key: str
+    #: Creation order, which breaks ties between equal deadlines.
+    seq: int
+    client_id: str | None
+    grant: Grant
+    echo: bool
+    transport: TransportId | None
+    #: The msgSerial and rate-limit record, kept by the inbound checks.
+    inbound: InboundState
+    state: ServerConnectionState = ServerConnectionState.CONNECTED
+    #: Grace deadline while DISCONNECTED, ttl deadline while SUSPENDED.
+    deadline: int | None = None
+    ttl_deadline: int | None = None
+    #: channel name -> granted modes, in attach order.
+    channels: dict[str, int] = attrs.Factory(dict)
+
+    def info(self) -> ServerConnectionInfo:
+        """A snapshot of this connection for the public API."""
+        return ServerConnectionInfo(
+            connection_id=self.id,
+            client_id=self.client_id,
+            state=self.state,
+            transport_id=self.transport,
+            channels=tuple(self.channels),
+        )
+
+
+class Registry:
+    """Owns every transport and connection, the server clock, heartbeats and deadlines.
+
+    Args:
+        config: The server settings (grace period, ttl, heartbeat interval).
+        random_hex: The server's entropy, as ``n`` random bytes in hex.
+        end_grace: Called when a connection's grace period ends, before it is SUSPENDED:
+            it makes the connection's members leave and drops its attachments.
+    """
+
+    __slots__ = (
+        "_by_key",
+        "_config",
+        "_end_grace",
+        "_live",
+        "_next_heartbeat",
+        "_random_hex",
+        "_seq",
+        "_waiting",
+        "clock",
+        "connections",
+        "transports",
+    )
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        random_hex: Callable[[int], str],
+        end_grace: Callable[[Connection, list[ServerCommand]], None],
+    ) -> None:
+        self._config = config
+        self._random_hex = random_hex
+        self._end_grace = end_grace
+        self.clock = 0
+        self._seq = 0
+        #: transport id -> its connection, or None once released (awaiting transport_closed).
+        self.transports: dict[TransportId, Connection | None] = {}
+        #: connection id -> connection, in creation order.
+        self.connections: dict[str, Connection] = {}
+        self._by_key: dict[str, Connection] = {}
+        #: Connections without a transport, by id: the ones with a deadline.
+        self._waiting: dict[str, Connection] = {}
+        #: Transports that get heartbeats, in the order they were bound.
+        self._live: dict[TransportId, Connection] = {}
+        self._next_heartbeat: int | None = None
+
+    def advance(self, now: int, out: list[ServerCommand]) -> None:
+        """Move the clock forward to ``now`` (never back) and fire due deadlines."""
+        self.clock = max(self.clock, now)
+        clock = self.clock
+        if self._waiting:
+            due = sorted(
+                (
+                    c
+                    for c in self._waiting.values()
+                    if c.deadline is not None and c.deadline <= clock
+                ),
+                key=lambda c: (c.deadline, c.seq),
+            )
+            for conn in due:
+                if conn.state is ServerConnectionState.DISCONNECTED:
+                    self._end_grace(conn, out)
+                    conn.state = ServerConnectionState.SUSPENDED
+                    conn.deadline = conn.ttl_deadline
+                    if conn.ttl_deadline is not None and conn.ttl_deadline <= clock:
+                        self.forget(conn)
+                else:
+                    self.forget(conn)
+        if self._next_heartbeat is not None and self._next_heartbeat <= clock:
+            if self._live:
+                out.append(Deliver(transport_ids=tuple(self._live), message=HEARTBEAT))
+                self._next_heartbeat = clock + self._config.heartbeat_interval
+            else:
+                self._next_heartbeat = None
+
+    def next_deadline(self) -> int | None:
+        """Return the earliest deadline or heartbeat, or ``None``."""
+        deadlines = [conn.deadline for conn in self._waiting.values() if conn.deadline is not None]
+        if self._next_heartbeat is not None:
+            deadlines.append(self._next_heartbeat)
+        return min(deadlines) if deadlines else None
+
+    def resumable(self, key: str, client_id: str | None) -> Connection | ErrorInfo:
+        """Return the connection ``key`` resumes, or why it cannot be resumed (80008)."""
+        conn = self._by_key.get(key)
+        if conn is None:
+            return error(80008, 400, "Unable to recover connection: not found")
+        if conn.client_id != client_id:
+            return error(80008, 400, "Unable to recover connection: clientId")
+        return conn
+
+    def new_connection(
+        self,
+        transport_id: TransportId,
+        grant: Grant,
+        client_id: str | None,
+        echo: bool,
+        inbound: InboundState,
+    ) -> Connection:
+        """Create a connection on ``transport_id``, with fresh unique id and key."""
+        conn_id = self._random_hex(6)
+        while conn_id in self.connections:
+            conn_id = self._random_hex(6)
+        key = self._random_hex(16)
+        while key in self._by_key:
+            key = self._random_hex(16)
+        self._seq += 1
+        conn = Connection(
+            id=conn_id,
+            key=key,
+            seq=self._seq,
+            client_id=client_id,
+            grant=grant,
+            echo=echo,
+            transport=transport_id,
+            inbound=inbound,
+        )
+        self.connections[conn_id] = conn
+        self._by_key[key] = conn
+        self._bind(transport_id, conn)
+        return conn
+
+    def resume(
+        self,
+        conn: Connection,
+        transport_id: TransportId,
+        grant: Grant,
+        echo: bool,
+        out: list[ServerCommand],
+    ) -> None:
+        """Move ``conn`` onto ``transport_id``, ending its grace period or ttl."""
+        old = conn.transport
+        if old is not None:
+            # The resume beat the old socket's close: release it without any leave.
+            self.transports[old] = None
+            del self._live[old]
+            out.append(Disconnect(transport_id=old))
+        self._waiting.pop(conn.id, None)
+        conn.transport = transport_id
+        conn.state = ServerConnectionState.CONNECTED
+        conn.deadline = conn.ttl_deadline = None
+        conn.grant = grant
+        conn.echo = echo
+        self._bind(transport_id, conn)
+
+    def _bind(self, transport_id: TransportId, conn: Connection) -> None:
+        self.transports[transport_id] = conn
+        self._live[transport_id] = conn
+        if self._next_heartbeat is None:
+            self._next_heartbeat = self.clock + self._config.heartbeat_interval
+
+    def refuse(self, transport_id: TransportId) -> None:
+        """Record a transport whose connect was refused: it carries no connection."""
+        self.transports[transport_id] = None
+
+    def lose_transport(self, conn: Connection) -> None:
+        """Start the grace period of a connection whose transport went away."""
+        if conn.transport is not None:
+            self._live.pop(conn.transport, None)
+        conn.transport = None
+        conn.state = ServerConnectionState.DISCONNECTED
+        conn.deadline = self.clock + self._config.grace_period
+        conn.ttl_deadline = self.clock + self._config.connection_state_ttl
+        self._waiting[conn.id] = conn
+
+    def release(self, transport_id: TransportId) -> None:
+        """Let go of ``transport_id``: its later frames are ignored."""
+        self.transports[transport_id] = None
+        self._live.pop(transport_id, None)
+
+    def close(self, conn: Connection, transport_id: TransportId) -> None:
+        """Let go of the transport of a connection its client closed; :meth:`forget` follows."""
+        self.release(transport_id)
+        conn.transport = None
+
+    def forget(self, conn: Connection) -> None:
+        """Drop ``conn`` for good: its key no longer resumes anything."""
+        self.connections.pop(conn.id, None)
+        self._by_key.pop(conn.key, None)
+        self._waiting.pop(conn.id, None)
