@@ -15,20 +15,43 @@ Inputs (each returns one frozen :class:`~presence_core.Output`):
 * ``close(now=)``, ``ping(id, now=)``, and the room operations (``attach``, ``detach``,
   ``enter``, ``update``, ``leave``, ``enter_client``, ``update_client``, ``leave_client``), or
   ``route(channel, output, now=)`` for an Output obtained by calling a room directly.
-* ``tick(now)`` when ``now`` reaches ``next_deadline()``.
+* ``tick(now=)`` when ``now`` reaches ``next_deadline()``.
 
-What the connection adds on top of its rooms:
+The work is split three ways, and each module states the rules it applies:
 
-* every PRESENCE frame a room wants sent gets the next ``msgSerial`` (RTN7b) and goes out as a
-  :class:`~presence_core.Send` of a numbered frame; it stays pending until an ACK or NACK covers
-  it (RTN7a), and is resent on the next transport (RTN19a): with its serial when the resume kept
-  the connection, renumbered from 0 when the connection is new (RTN15c7);
-* while there is no usable transport, such frames wait in a per-room queue and go out after
-  that room is ATTACHED again (RTL3d2);
-* connection states act on rooms (RTL3) and fail pending work (RTN7e);
-* the idle deadline (RTN23a), retries (RTN14d, RTN15a) and suspension (RTN14e, RTN15g).
+* this module: the connection's states and every timer (below);
+* :mod:`presence_core._routing`: how each room's Output folds into the connection's (events
+  batched per room as :class:`~presence_core.ChannelEvents`), and how rooms follow the
+  connection's states (RTL3);
+* :mod:`presence_core._outbox`: msgSerial numbering, frames pending an ACK or held for a
+  transport, resends, and failing them all (RTN7, RTN19a, RTL3d2).
 
-Room events come out as :class:`~presence_core.ChannelEvents` batches, one per room Output.
+The connection's own rules:
+
+* **Connecting.**  CONNECTED gives the id, the key a resume sends, the clientId (adopted when
+  none was given; a different one fails the connection with 40102, as in ably-js) and the
+  details.  A resume is kept when CONNECTED names the same id; an error in CONNECTED means
+  connected without continuity (RTN15c7).  A CONNECTED while CONNECTED is a connection update
+  (RTN24): new details, nothing re-attached or resent.
+* **Timers.**  One per state: the connect timeout while CONNECTING and the close timeout while
+  CLOSING (both ``realtime_request_timeout``), the next retry while DISCONNECTED or SUSPENDED.
+  While CONNECTED, the idle deadline (RTN23a: ``maxIdleInterval`` plus
+  ``realtime_request_timeout`` after the last frame; none without a ``maxIdleInterval``) and
+  each ping's answer timeout (``realtime_request_timeout``).
+* **Pings (RTN13)** are answered on the transport they were sent on, so every state change
+  but CONNECTED to CLOSING fails the outstanding ones.
+* **Losing the transport.**  A CONNECTED connection retries at once, resuming (RTN15a); a
+  failed attempt waits ``disconnected_retry_timeout`` (RTN14d).  Once ``connectionStateTtl``
+  has passed since the loss, the connection is SUSPENDED (RTN14e), retries every
+  ``suspended_retry_timeout``, and its next transport starts a new connection (RTN15g).  The
+  server's DISCONNECTED frame is a loss like any other (RTN15h); a connection-wide ERROR is
+  fatal (RTN14g, RTN15i).
+* **Giving up.**  In SUSPENDED, CLOSED and FAILED the outbox fails its work (RTN7e) and the
+  rooms follow the connection (RTL3).  Room operations are refused with a UsageError from
+  SUSPENDED (80002), CLOSING or CLOSED (80017) and FAILED (80000).
+* **Frames out of place.**  A frame the current state cannot use is ignored with a
+  :class:`~presence_core.FrameIgnored` event, and so is one for an unknown channel or with an
+  action this library does not know (a newer server may send those).
 
 Time never goes backwards here: a ``now`` older than one already seen is treated as that one.
 A malformed frame raises :class:`~presence_core.ProtocolError` and changes nothing.
@@ -38,46 +61,33 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 
 import attrs
 
 from presence_core._errors import ProtocolError, UsageError
 from presence_core._output import (
     EMPTY_OUTPUT,
-    ChannelEvents,
-    ChannelState,
-    ChannelStateChanged,
     CloseTransport,
-    Command,
     ConnectionState,
     ConnectionStateChanged,
-    Event,
     FrameIgnored,
     OpenTransport,
-    Operation,
     Output,
     PingAnswered,
     PingFailed,
     Send,
-    SendPresence,
 )
 from presence_core._presence_set import PresenceSet, PresenceSnapshot, RoomOptions
-from presence_core._wire import (
-    ConnectionDetails,
-    ErrorInfo,
-    PresenceMessage,
-    ProtocolAction,
-    ProtocolMessage,
-)
+from presence_core._routing import Out, Router
+from presence_core._wire import ConnectionDetails, ErrorInfo, ProtocolAction, ProtocolMessage
 
 __all__ = ["ConnectionSettings", "ConnectionSnapshot", "Connection"]
 
-#: The protocol version sent as ``v`` (ably-wire-interop.md §2).
+#: The protocol version sent as ``v``.
 PROTOCOL_VERSION: Final = "6"
 
 _CS = ConnectionState
-_CH = ChannelState
 
 # Frames that belong to one channel; they must name it and are routed to its room.
 _CHANNEL_ACTIONS: Final = frozenset(
@@ -93,14 +103,21 @@ _CHANNEL_ACTIONS: Final = frozenset(
     }
 )
 _KNOWN_ACTIONS: Final = frozenset(int(a) for a in ProtocolAction)
-# RTL3a/RTL3b: rooms in these states follow the connection into FAILED/CLOSED.
-_ACTIVE: Final = frozenset({_CH.ATTACHING, _CH.ATTACHED, _CH.SUSPENDED, _CH.DETACHING})
-# RTL11: a room entering one of these fails the frames queued for it.
-_DEAD_ROOM: Final = frozenset({_CH.DETACHED, _CH.SUSPENDED, _CH.FAILED, _CH.INITIALIZED})
 # States with a transport (opened or being opened).
 _TRANSPORT_UP: Final = frozenset({_CS.CONNECTING, _CS.CONNECTED, _CS.CLOSING})
-# States in which numbered frames wait for a transport instead of failing (RTP16a).
+# States in which the server's channel frames and ACKs are applied.  A tuple, as the hot path
+# tests it: an Enum hashes in Python, a tuple compares by identity first.
+_FRAMES_FLOW: Final = (_CS.CONNECTED, _CS.CLOSING)
+# States in which the outbox holds frames for the next transport instead of failing them
+# (RTP16a).
 _QUEUEING: Final = frozenset({_CS.INITIALIZED, _CS.CONNECTING, _CS.DISCONNECTED})
+# Room operations are refused in these states, with these codes.
+_REFUSED: Final = {
+    _CS.SUSPENDED: ("connection suspended", 80002),
+    _CS.CLOSING: ("connection closing", 80017),
+    _CS.CLOSED: ("connection closed", 80017),
+    _CS.FAILED: ("connection failed", 80000),
+}
 
 _DISCONNECTED_ERROR: Final = ErrorInfo(code=80003, status_code=503, message="transport closed")
 _CONNECT_TIMEOUT: Final = ErrorInfo(
@@ -111,8 +128,21 @@ _SUSPENDED_ERROR: Final = ErrorInfo(
 )
 _CLOSED_ERROR: Final = ErrorInfo(code=80017, status_code=400, message="connection closed")
 _FAILED_ERROR: Final = ErrorInfo(code=80000, status_code=400, message="connection failed")
-_NACK_DEFAULT: Final = ErrorInfo(code=50000, status_code=500, message="NACK without an error")
 _PING_TIMEOUT: Final = ErrorInfo(code=50003, status_code=504, message="ping timed out")
+
+
+def _idle_error(silent_for: int) -> ErrorInfo:
+    message = f"no activity seen from the server in {silent_for} ms"
+    return ErrorInfo(code=80003, status_code=503, message=message)
+
+
+def _client_id_mismatch(asked: str, granted: str) -> ErrorInfo:
+    message = f"clientId mismatch: asked for {asked!r}, server granted {granted!r}"
+    return ErrorInfo(code=40102, status_code=401, message=message)
+
+
+# A room operation: a PresenceSet method called with the room and ``now``.
+_RoomCall: TypeAlias = Callable[[PresenceSet, int], Output]
 
 
 def _positive(instance: Any, attribute: attrs.Attribute[int], value: int) -> None:
@@ -167,44 +197,53 @@ class ConnectionSnapshot:
     next_deadline: int | None
 
 
-class _Room:
-    """A room owned by the connection, with the numbered frames waiting for its ATTACHED."""
-
-    __slots__ = ("options", "presence", "queued")
-
-    def __init__(self, presence: PresenceSet, options: RoomOptions) -> None:
-        self.presence = presence
-        self.options = options
-        self.queued: list[tuple[ProtocolMessage, tuple[Operation, ...]]] = []
-
-
-class _Pending:
-    """A numbered frame awaiting its ACK or NACK.  The frame is kept without its serial."""
-
-    __slots__ = ("channel", "message", "operations")
-
-    def __init__(
-        self, channel: str, message: ProtocolMessage, operations: tuple[Operation, ...]
-    ) -> None:
-        self.channel = channel
-        self.message = message
-        self.operations = operations
+def _transport_params(
+    auth: dict[str, str], resume: str | None, client_id: str | None, heartbeats: bool
+) -> dict[str, str]:
+    """The query parameters of an OpenTransport."""
+    params = dict(auth)
+    if resume is not None:
+        params["resume"] = resume
+    if client_id is not None:
+        params["clientId"] = client_id
+    params["format"] = "json"
+    params["heartbeats"] = "true" if heartbeats else "false"
+    params["v"] = PROTOCOL_VERSION
+    return params
 
 
-class _Out:
-    """Accumulates one call's events and commands; frozen into an Output at the end."""
+def _connected(m: ProtocolMessage) -> tuple[str, ConnectionDetails]:
+    """The connectionId and connectionDetails of a well-formed CONNECTED frame."""
+    connection_id = m.connection_id
+    if not connection_id:
+        raise ProtocolError("CONNECTED without a connectionId", path="connectionId")
+    details = m.connection_details
+    if details is None:
+        raise ProtocolError("CONNECTED without connectionDetails", path="connectionDetails")
+    for name in ("max_idle_interval", "connection_state_ttl", "max_message_size"):
+        value = getattr(details, name)
+        if value is not None and value < 0:
+            raise ProtocolError("must not be negative", path=f"connectionDetails.{name}")
+    return connection_id, details
 
-    __slots__ = ("commands", "events", "operation")
 
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-        self.commands: list[Command] = []
-        self.operation: Operation | None = None
+def _acked_range(m: ProtocolMessage) -> tuple[int, int]:
+    """``(msgSerial, count)`` of a well-formed ACK or NACK frame."""
+    serial = m.msg_serial
+    if serial is None:
+        raise ProtocolError("ACK/NACK without msgSerial", path="msgSerial")
+    if serial < 0:
+        raise ProtocolError("msgSerial must not be negative", path="msgSerial")
+    count = 1 if m.count is None else m.count
+    if count < 1:
+        raise ProtocolError("count must be at least 1", path="count")
+    return serial, count
 
-    def build(self) -> Output:
-        if not (self.events or self.commands or self.operation is not None):
-            return EMPTY_OUTPUT
-        return Output(tuple(self.events), tuple(self.commands), self.operation)
+
+def _check_serial(message: ProtocolMessage) -> None:
+    """Reject a negative msgSerial (the codec has already checked the types)."""
+    if message.msg_serial is not None and message.msg_serial < 0:
+        raise ProtocolError("msgSerial must not be negative", path="msgSerial")
 
 
 class Connection:
@@ -236,8 +275,8 @@ class Connection:
         if client_id is not None and (not client_id or client_id == "*"):
             # RSA7c: the wildcard is a capability, never a connection's own identity.
             raise UsageError(f"invalid clientId {client_id!r}", code=40012)
-        self._key = key
-        self._token = token
+        # The credential query parameter, the same on every transport.
+        self._auth = {"key": key} if key is not None else {"access_token": token or ""}
         self._settings = settings if settings is not None else ConnectionSettings()
         self._client_id = client_id
         self._state = _CS.INITIALIZED
@@ -249,9 +288,8 @@ class Connection:
         # True when the next transport must not resume (first connect, or after the
         # connection was suspended, closed or failed: RTN15g).
         self._fresh = True
-        self._msg_serial = 0
-        self._pending: dict[int, _Pending] = {}
-        self._rooms: dict[str, _Room] = {}
+        # The rooms and the outbox of their frames; the outbox's gate follows self._state.
+        self._router = Router()
         self._ttl = self._settings.connection_state_ttl
         self._max_idle = 0
         self._last_activity = 0
@@ -298,7 +336,7 @@ class Connection:
     @property
     def msg_serial(self) -> int:
         """The msgSerial the next numbered frame will get."""
-        return self._msg_serial
+        return self._router.outbox.serial
 
     @property
     def settings(self) -> ConnectionSettings:
@@ -308,7 +346,7 @@ class Connection:
     @property
     def rooms(self) -> Mapping[str, PresenceSet]:
         """The rooms this connection owns, by channel name (a read-only view)."""
-        return MappingProxyType({name: room.presence for name, room in self._rooms.items()})
+        return MappingProxyType({name: room.presence for name, room in self._router.rooms.items()})
 
     def room(self, channel: str, *, options: RoomOptions | None = None) -> PresenceSet:
         """Return the room (PresenceSet) for ``channel``, creating it on first use.
@@ -321,13 +359,7 @@ class Connection:
         Raises:
             UsageError: An empty channel name (40010), or options differing from the room's.
         """
-        room = self._rooms.get(channel)
-        if room is None:
-            room = self._new_room(channel, options)
-            self._rooms[channel] = room
-        elif options is not None and options != room.options:
-            raise UsageError(f"room {channel!r} already exists with other options", code=40000)
-        return room.presence
+        return self._router.room(channel, options, self, self._now or 0).presence
 
     def next_deadline(self) -> int | None:
         """The earliest ``now`` at which :meth:`tick` has something to do, or ``None``."""
@@ -346,23 +378,17 @@ class Connection:
 
     def snapshot(self) -> ConnectionSnapshot:
         """A comparable picture of the whole state, rooms included."""
+        router = self._router
         return ConnectionSnapshot(
             state=self._state,
             connection_id=self._connection_id,
             connection_key=self.connection_key,
             client_id=self._client_id,
             error=self._error,
-            msg_serial=self._msg_serial,
-            pending=tuple(
-                (serial, p.channel, tuple(op.id for op in p.operations))
-                for serial, p in self._pending.items()
-            ),
-            queued=tuple(
-                (name, tuple(op.id for op in ops))
-                for name, room in self._rooms.items()
-                for _, ops in room.queued
-            ),
-            rooms=tuple((name, room.presence.snapshot()) for name, room in self._rooms.items()),
+            msg_serial=router.outbox.serial,
+            pending=router.outbox.pending_ids(),
+            queued=router.outbox.held_ids(),
+            rooms=tuple((name, room.presence.snapshot()) for name, room in router.rooms.items()),
             pings=tuple(self._pings.items()),
             now=self._now,
             next_deadline=self.next_deadline(),
@@ -377,7 +403,7 @@ class Connection:
         is completed first.
         """
         t = self._advance(now)
-        b = _Out()
+        b = Out()
         state = self._state
         if state in (_CS.CONNECTING, _CS.CONNECTED):
             return EMPTY_OUTPUT
@@ -385,9 +411,7 @@ class Connection:
             b.commands.append(CloseTransport())
             self._to_closed(t, b)
         if self._state in (_CS.INITIALIZED, _CS.CLOSED, _CS.FAILED):
-            self._fresh = True
-            self._suspended_cycle = False
-            self._suspend_at = None
+            self._reset_cycle()
         self._open(t, b)
         return b.build()
 
@@ -399,12 +423,12 @@ class Connection:
         fail with 80017 (RTN7e); rooms become DETACHED (RTL3b).
         """
         t = self._advance(now)
-        b = _Out()
+        b = Out()
         state = self._state
         if state in (_CS.CLOSING, _CS.CLOSED, _CS.FAILED):
             return EMPTY_OUTPUT
         if state is _CS.CONNECTED:
-            self._set_state(_CS.CLOSING, None, b)
+            self._set_state(_CS.CLOSING, None, t, b)
             self._deadline = t + self._settings.realtime_request_timeout
             b.commands.append(Send(message=ProtocolMessage(action=ProtocolAction.CLOSE)))
             return b.build()
@@ -423,7 +447,7 @@ class Connection:
         reducer had already given that transport up.
         """
         t = self._advance(now)
-        b = _Out()
+        b = Out()
         state = self._state
         if state is _CS.CLOSING:
             self._to_closed(t, b)
@@ -434,7 +458,7 @@ class Connection:
     def tick(self, *, now: int) -> Output:
         """Fire every deadline that ``now`` has reached (see :meth:`next_deadline`)."""
         t = self._advance(now)
-        b = _Out()
+        b = Out()
         # Each step moves the state or a timer forward, so this ends; the bound is a guard.
         for _ in range(16):
             if not self._fire(t, b):
@@ -473,13 +497,7 @@ class Connection:
         """
         t = self._clock(now)
         action = message.action
-        b = _Out()
-        if action not in _KNOWN_ACTIONS:
-            # Forward compatibility: a newer server may send actions this library predates.
-            self._validate_only(message)
-            self._commit_activity(t)
-            b.events.append(FrameIgnored(message=message, reason="unknown action"))
-            return b.build()
+        b = Out()
         if action in _CHANNEL_ACTIONS or (
             action == ProtocolAction.ERROR and message.channel is not None
         ):
@@ -488,28 +506,28 @@ class Connection:
             self._on_connected(message, t, b)
         elif action in (ProtocolAction.ACK, ProtocolAction.NACK):
             self._on_ack(message, t, b)
+        elif action not in _KNOWN_ACTIONS:
+            _check_serial(message)
+            self._commit_activity(t)
+            b.events.append(FrameIgnored(message=message, reason="unknown action"))
         elif self._state not in _TRANSPORT_UP:
-            b.events.append(
-                FrameIgnored(message=message, reason=f"no transport while {self._state.value}")
-            )
-            self._now = t
+            self._ignore(message, "no transport", t, b)
         elif action == ProtocolAction.HEARTBEAT:
             self._commit_activity(t)
             sent = self._pings.pop(message.id, None) if message.id is not None else None
             if sent is not None:
                 b.events.append(PingAnswered(id=message.id or "", round_trip=t - sent))
         elif action == ProtocolAction.ERROR:
-            # RTN15i/RTN14g: a connection-wide ERROR is fatal.
+            # RTN14g, RTN15i.
             self._now = t
             self._fail(message.error if message.error is not None else _FAILED_ERROR, t, b)
         elif action == ProtocolAction.DISCONNECTED:
-            # RTN15h: the server drops the transport; retry (resuming) as for a lost transport.
+            # RTN15h.
             self._now = t
+            b.commands.append(CloseTransport(reason=message.error))
             if self._state is _CS.CLOSING:
-                b.commands.append(CloseTransport(reason=message.error))
                 self._to_closed(t, b)
             else:
-                b.commands.append(CloseTransport(reason=message.error))
                 self._lost(message.error or _DISCONNECTED_ERROR, t, b)
         elif action == ProtocolAction.CLOSED:
             self._now = t
@@ -603,13 +621,10 @@ class Connection:
         Raises:
             UsageError: ``channel`` is not a room of this connection.
         """
-        room = self._rooms.get(channel)
+        room = self._router.rooms.get(channel)
         if room is None:
             raise UsageError(f"{channel!r} is not a room of this connection")
-        t = self._advance(now)
-        b = _Out()
-        self._absorb(room, output, t, b)
-        return b.build()
+        return self._router.fold(room, output, self._advance(now))
 
     # -- internals: time --------------------------------------------------------------------
     def _clock(self, now: int) -> int:
@@ -631,17 +646,13 @@ class Connection:
             return None
         return self._last_activity + self._max_idle + self._settings.realtime_request_timeout
 
-    def _fire(self, t: int, b: _Out) -> bool:
+    def _fire(self, t: int, b: Out) -> bool:
         """Handle one due deadline; return whether anything was due."""
         state = self._state
         if state is _CS.CONNECTED:
             idle = self._idle_deadline()
             if idle is not None and t >= idle:
-                error = ErrorInfo(
-                    code=80003,
-                    status_code=503,
-                    message=f"no activity seen from the server in {t - self._last_activity} ms",
-                )
+                error = _idle_error(t - self._last_activity)
                 # ably-js says goodbye with DISCONNECT so the server can start its grace period.
                 b.commands.append(Send(message=ProtocolMessage(action=ProtocolAction.DISCONNECT)))
                 b.commands.append(CloseTransport(reason=error))
@@ -675,39 +686,41 @@ class Connection:
         return True
 
     # -- internals: state changes -----------------------------------------------------------
-    def _set_state(self, state: ConnectionState, reason: ErrorInfo | None, b: _Out) -> None:
+    def _set_state(self, state: ConnectionState, reason: ErrorInfo | None, t: int, b: Out) -> None:
+        """Enter ``state``, and what that means for the pings, the outbox and the rooms.
+
+        CONNECTED never comes through here: see :meth:`_on_connected`.
+        """
+        if state is not _CS.CLOSING:
+            # Only CLOSING keeps the transport the pings were sent on.
+            pings, self._pings = self._pings, {}
+            b.events.extend(PingFailed(id=pid, error=reason or _CLOSED_ERROR) for pid in pings)
         b.events.append(ConnectionStateChanged(previous=self._state, current=state, reason=reason))
         self._state = state
         self._error = reason
+        outbox = self._router.outbox
+        if state in _QUEUEING:
+            outbox.hold()
+            return
+        failure = _SUSPENDED_ERROR if state is _CS.SUSPENDED else reason or _CLOSED_ERROR
+        outbox.refuse(failure)
+        if state is not _CS.CLOSING:  # SUSPENDED, CLOSED or FAILED: the connection gives up
+            self._router.end(state, reason, failure, t, b)
 
-    def _params(self) -> dict[str, str]:
-        params: dict[str, str] = {}
-        if self._key is not None:
-            params["key"] = self._key
-        else:
-            params["access_token"] = self._token or ""
-        if not self._fresh and self._connection_key is not None:
-            params["resume"] = self._connection_key
-        if self._client_id is not None:
-            params["clientId"] = self._client_id
-        params["format"] = "json"
-        params["heartbeats"] = "true" if self._settings.heartbeats else "false"
-        params["v"] = PROTOCOL_VERSION
-        return params
-
-    def _open(self, t: int, b: _Out) -> None:
-        self._set_state(_CS.CONNECTING, self._error, b)
+    def _open(self, t: int, b: Out) -> None:
+        self._set_state(_CS.CONNECTING, self._error, t, b)
         self._deadline = t + self._settings.realtime_request_timeout
-        b.commands.append(OpenTransport(params=self._params()))
+        params = _transport_params(
+            self._auth, self.connection_key, self._client_id, self._settings.heartbeats
+        )
+        b.commands.append(OpenTransport(params=params))
 
-    def _lost(self, error: ErrorInfo, t: int, b: _Out) -> None:
+    def _lost(self, error: ErrorInfo, t: int, b: Out) -> None:
         """The transport of a CONNECTING or CONNECTED connection is gone."""
-        self._fail_pings(error, b)
         if self._state is _CS.CONNECTED:
-            # RTN15a: an established connection that drops is retried at once, resuming.  The
-            # ttl clock starts now (RTN14e, RTN15g).
+            # RTN15a: the ttl clock starts at the loss (RTN14e, RTN15g).
             self._suspend_at = t + self._ttl
-            self._set_state(_CS.DISCONNECTED, error, b)
+            self._set_state(_CS.DISCONNECTED, error, t, b)
             self._open(t, b)
             return
         if self._suspended_cycle:
@@ -718,45 +731,28 @@ class Connection:
         elif t >= self._suspend_at:
             self._suspend(error, t, b)
             return
-        self._set_state(_CS.DISCONNECTED, error, b)
+        self._set_state(_CS.DISCONNECTED, error, t, b)
         self._deadline = t + self._settings.disconnected_retry_timeout
 
-    def _suspend(self, error: ErrorInfo, t: int, b: _Out) -> None:
-        """RTN14e: give up resuming; fail pending work (RTN7e); rooms suspend (RTL3c)."""
-        self._fail_pings(error, b)
-        self._set_state(_CS.SUSPENDED, error, b)
+    def _suspend(self, error: ErrorInfo, t: int, b: Out) -> None:
+        """RTN14e: give up resuming."""
+        self._set_state(_CS.SUSPENDED, error, t, b)
         self._deadline = t + self._settings.suspended_retry_timeout
         self._suspend_at = None
         self._suspended_cycle = True
         self._fresh = True
-        self._fail_pending(_SUSPENDED_ERROR, t, b)
-        for room in self._rooms.values():
-            state = room.presence.state
-            if state in (_CH.ATTACHING, _CH.ATTACHED):
-                target = _CH.SUSPENDED
-            elif state is _CH.DETACHING:
-                target = _CH.DETACHED  # nobody left to confirm the detach
-            else:
-                continue
-            self._absorb(room, room.presence.set_channel_state(target, reason=error, now=t), t, b)
 
-    def _to_closed(self, t: int, b: _Out) -> None:
-        """RTN12: CLOSED.  Pending work fails (RTN7e); rooms become DETACHED (RTL3b)."""
-        self._fail_pings(_CLOSED_ERROR, b)
-        self._set_state(_CS.CLOSED, None, b)
+    def _to_closed(self, t: int, b: Out) -> None:
+        """RTN12: CLOSED."""
+        self._set_state(_CS.CLOSED, None, t, b)
         self._reset_cycle()
-        self._fail_pending(_CLOSED_ERROR, t, b)
-        self._rooms_to(_CH.DETACHED, None, t, b)
 
-    def _fail(self, error: ErrorInfo, t: int, b: _Out) -> None:
-        """FAILED.  Pending work fails (RTN7e); rooms become FAILED (RTL3a)."""
+    def _fail(self, error: ErrorInfo, t: int, b: Out) -> None:
+        """FAILED, closing the transport if there is one."""
         if self._state in _TRANSPORT_UP:
             b.commands.append(CloseTransport(reason=error))
-        self._fail_pings(error, b)
-        self._set_state(_CS.FAILED, error, b)
+        self._set_state(_CS.FAILED, error, t, b)
         self._reset_cycle()
-        self._fail_pending(error, t, b)
-        self._rooms_to(_CH.FAILED, error, t, b)
 
     def _reset_cycle(self) -> None:
         self._deadline = None
@@ -764,273 +760,68 @@ class Connection:
         self._suspended_cycle = False
         self._fresh = True
 
-    def _rooms_to(self, target: ChannelState, reason: ErrorInfo | None, t: int, b: _Out) -> None:
-        for room in self._rooms.values():
-            if room.presence.state in _ACTIVE:
-                out = room.presence.set_channel_state(target, reason=reason, now=t)
-                self._absorb(room, out, t, b)
-
-    def _fail_pings(self, error: ErrorInfo, b: _Out) -> None:
-        pings, self._pings = self._pings, {}
-        b.events.extend(PingFailed(id=pid, error=error) for pid in pings)
-
-    def _fail_pending(self, error: ErrorInfo, t: int, b: _Out) -> None:
-        """RTN7e: every frame awaiting an ACK, and every queued frame, fails with ``error``."""
-        pending, self._pending = self._pending, {}
-        for p in pending.values():
-            room = self._rooms[p.channel]
-            self._absorb(room, room.presence.reject(p.operations, error, now=t), t, b)
-        for room in self._rooms.values():
-            queued, room.queued = room.queued, []
-            for _, ops in queued:
-                self._absorb(room, room.presence.reject(ops, error, now=t), t, b)
-
-    # -- internals: frames ------------------------------------------------------------------
-    def _validate_only(self, message: ProtocolMessage) -> None:
-        """Checks shared by every frame (the codec has already checked the types)."""
-        if message.msg_serial is not None and message.msg_serial < 0:
-            raise ProtocolError("msgSerial must not be negative", path="msgSerial")
-
-    def _on_connected(self, m: ProtocolMessage, t: int, b: _Out) -> None:
-        if not m.connection_id:
-            raise ProtocolError("CONNECTED without a connectionId", path="connectionId")
-        details = m.connection_details
-        if details is None:
-            raise ProtocolError("CONNECTED without connectionDetails", path="connectionDetails")
-        for name in ("max_idle_interval", "connection_state_ttl", "max_message_size"):
-            value = getattr(details, name)
-            if value is not None and value < 0:
-                raise ProtocolError("must not be negative", path=f"connectionDetails.{name}")
-        if self._state not in (_CS.CONNECTING, _CS.CONNECTED):
-            self._now = t
-            b.events.append(FrameIgnored(message=m, reason=f"CONNECTED while {self._state.value}"))
-            return
+    # -- internals: frames and rooms --------------------------------------------------------
+    def _ignore(self, m: ProtocolMessage, what: str, t: int, b: Out) -> None:
         self._now = t
-        server_client_id = details.client_id
-        if (
-            server_client_id is not None
-            and self._client_id is not None
-            and server_client_id != self._client_id
-        ):
-            # The identity the server granted is not the one asked for: continuing would act
-            # under someone else's name (ably-js fails with 40102 too).
-            self._fail(
-                ErrorInfo(
-                    code=40102,
-                    status_code=401,
-                    message=(
-                        f"clientId mismatch: asked for {self._client_id!r}, "
-                        f"server granted {server_client_id!r}"
-                    ),
-                ),
-                t,
-                b,
-            )
+        b.events.append(FrameIgnored(message=m, reason=f"{what} while {self._state.value}"))
+
+    def _on_connected(self, m: ProtocolMessage, t: int, b: Out) -> None:
+        connection_id, details = _connected(m)
+        self._now = t
+        if self._state not in (_CS.CONNECTING, _CS.CONNECTED):
+            self._ignore(m, "CONNECTED", t, b)
+            return
+        granted = details.client_id
+        if granted is not None and self._client_id is not None and granted != self._client_id:
+            # Continuing would act under an identity other than the one asked for.
+            self._fail(_client_id_mismatch(self._client_id, granted), t, b)
             return
         previous = self._state
-        resumed = not self._fresh and m.connection_id == self._connection_id
-        self._connection_id = m.connection_id
+        resumed = not self._fresh and connection_id == self._connection_id
+        self._connection_id = connection_id
         self._connection_key = details.connection_key or m.connection_key
         self._details = details
-        if server_client_id is not None:
-            self._client_id = server_client_id
+        if granted is not None:
+            self._client_id = granted
         if details.connection_state_ttl:
             self._ttl = details.connection_state_ttl
         self._max_idle = details.max_idle_interval or 0
         self._last_activity = t
-        self._deadline = None
-        self._suspend_at = None
-        self._suspended_cycle = False
+        self._reset_cycle()
         self._fresh = False
-        # An error in CONNECTED means connected, but continuity was lost (RTN15c7).
         b.events.append(
             ConnectionStateChanged(previous=previous, current=_CS.CONNECTED, reason=m.error)
         )
-        self._error = m.error
-        if previous is _CS.CONNECTED:
-            # A connection update (RTN24): new details, nothing to re-attach or resend.
-            return
-        if not resumed:
-            # RTN15c7/RTN19a2: a new connection numbers from 0.  Unacked frames keep their
-            # order and are renumbered, so the server sees each exactly once on this id.
-            pending, self._pending = self._pending, {}
-            self._msg_serial = 0
-            for p in pending.values():
-                self._pending[self._msg_serial] = p
-                self._msg_serial += 1
-        # Rooms are handled while the state still reads CONNECTING, so a numbered frame one
-        # of them produces here waits in its queue; their ATTACH and DETACH frames do go out.
-        for room in self._rooms.values():
-            ps = room.presence
-            ps.set_connection(m.connection_id, client_id=self._client_id, now=t)  # no output
-            # RTL3d: ATTACHED, ATTACHING and SUSPENDED rooms send ATTACH and are ATTACHING
-            # until their ATTACHED arrives; a DETACHING room sends DETACH again.
-            self._absorb(room, ps.set_channel_state(_CH.ATTACHING, now=t), t, b, send=True)
         self._state = _CS.CONNECTED
-        # RTN19a: resend every unacked frame on the new transport, after the ATTACHes so that
-        # a new connection has the channel attached before the presence arrives.
-        for serial, p in self._pending.items():
-            b.commands.append(Send(message=attrs.evolve(p.message, msg_serial=serial)))
+        self._error = m.error
+        if previous is not _CS.CONNECTED:  # an update (RTN24) re-attaches and resends nothing
+            self._router.reconnect(connection_id, self._client_id, resumed=resumed, t=t, b=b)
 
-    def _on_ack(self, m: ProtocolMessage, t: int, b: _Out) -> None:
-        serial = m.msg_serial
-        if serial is None:
-            raise ProtocolError("ACK/NACK without msgSerial", path="msgSerial")
-        if serial < 0:
-            raise ProtocolError("msgSerial must not be negative", path="msgSerial")
-        count = 1 if m.count is None else m.count
-        if count < 1:
-            raise ProtocolError("count must be at least 1", path="count")
-        if self._state not in (_CS.CONNECTED, _CS.CLOSING):
-            self._now = t
-            b.events.append(FrameIgnored(message=m, reason=f"ACK/NACK while {self._state.value}"))
-            return
-        self._commit_activity(t)
-        end = serial + count
-        # A duplicate ACK, or one for frames already settled, matches nothing and is ignored.
-        covered = [s for s in self._pending if serial <= s < end]
-        if not covered:
-            b.events.append(FrameIgnored(message=m, reason="ACK/NACK matches no pending frame"))
-            return
-        nack = m.action == ProtocolAction.NACK
-        error = m.error if m.error is not None else _NACK_DEFAULT
-        for s in covered:
-            p = self._pending.pop(s)
-            room = self._rooms[p.channel]
-            if nack:
-                out = room.presence.reject(p.operations, error, now=t)
-            else:
-                out = room.presence.acknowledge(p.operations, now=t)
-            self._absorb(room, out, t, b)
+    def _on_ack(self, m: ProtocolMessage, t: int, b: Out) -> None:
+        serial, count = _acked_range(m)
+        if self._state in _FRAMES_FLOW:
+            self._commit_activity(t)
+            self._router.acked(m, serial, count, t, b)
+        else:
+            self._ignore(m, "ACK/NACK", t, b)
 
-    def _route_frame(self, m: ProtocolMessage, t: int, b: _Out) -> None:
+    def _route_frame(self, m: ProtocolMessage, t: int, b: Out) -> None:
         channel = m.channel
         if channel is None:
             raise ProtocolError("a channel frame must name its channel", path="channel")
-        self._validate_only(m)
-        if self._state not in (_CS.CONNECTED, _CS.CLOSING):
-            self._now = t
-            b.events.append(
-                FrameIgnored(message=m, reason=f"channel frame while {self._state.value}")
-            )
-            return
-        room = self._rooms.get(channel)
-        if room is None:
+        _check_serial(m)
+        if self._state in _FRAMES_FLOW:
+            self._router.receive(channel, m, t, b)  # a ProtocolError here has changed nothing
             self._commit_activity(t)
-            b.events.append(FrameIgnored(message=m, reason=f"unknown channel {channel!r}"))
-            return
-        out = room.presence.receive(m, now=t)  # raises ProtocolError before changing anything
-        self._commit_activity(t)
-        self._absorb(room, out, t, b)
-
-    # -- internals: rooms -------------------------------------------------------------------
-    def _new_room(self, channel: str, options: RoomOptions | None) -> _Room:
-        if not channel:
-            raise UsageError("channel name must not be empty", code=40010)
-        opts = options if options is not None else RoomOptions()
-        presence = PresenceSet(channel, client_id=self._client_id, options=opts)
-        if self._connection_id is not None:
-            # A room made between two CONNECTEDs learns the connection it lives on now; the
-            # next CONNECTED tells every room again.  set_connection has no output.
-            presence.set_connection(
-                self._connection_id, client_id=self._client_id, now=self._now or 0
-            )
-        return _Room(presence, opts)
-
-    def _room_call(
-        self, channel: str, now: int, call: Callable[[PresenceSet, int], Output]
-    ) -> Output:
-        state = self._state
-        if state is _CS.SUSPENDED:
-            raise UsageError("connection suspended", code=80002)
-        if state in (_CS.CLOSING, _CS.CLOSED):
-            raise UsageError(f"connection {state.value}", code=80017)
-        if state is _CS.FAILED:
-            raise UsageError("connection failed", code=80000)
-        room = self._rooms.get(channel)
-        new = room is None
-        if room is None:
-            room = self._new_room(channel, None)
-        t = self._clock(now)
-        out = call(room.presence, t)  # a UsageError here leaves everything as it was
-        self._now = t
-        if new:
-            self._rooms[channel] = room
-        b = _Out()
-        self._absorb(room, out, t, b)
-        return b.build()
-
-    def _absorb(self, room: _Room, out: Output, t: int, b: _Out, *, send: bool = False) -> None:
-        """Fold a room's Output into ``b``: batch events, number or queue its frames.
-
-        ``send`` lets ATTACH/DETACH frames out while CONNECTED is being applied.
-        """
-        # Frames queued while there was no transport go out before the room's own new frames,
-        # in the order they were issued (RTL3d2), or fail if the room can no longer take them.
-        if room.queued:
-            self._settle_queued(room, t, b)
-        if out.events:
-            # Presence events and channel state changes come wrapped per room, since they do
-            # not name their channel; every other event does, and goes out as it is.  Runs of
-            # room events keep their place among the others.
-            channel = room.presence.channel
-            batch: list[PresenceMessage | ChannelStateChanged] = []
-            for event in out.events:
-                if isinstance(event, (PresenceMessage, ChannelStateChanged)):
-                    batch.append(event)
-                    continue
-                if batch:
-                    b.events.append(ChannelEvents(channel=channel, events=tuple(batch)))
-                    batch = []
-                b.events.append(event)
-            if batch:
-                b.events.append(ChannelEvents(channel=channel, events=tuple(batch)))
-        for command in out.commands:
-            if isinstance(command, SendPresence):
-                self._dispatch(room, command.message, command.operations, t, b)
-            elif isinstance(command, Send):
-                # Without a transport, ATTACH/DETACH are dropped: on CONNECTED every attaching
-                # or detaching room sends them again (RTL3d).
-                if send or self._state is _CS.CONNECTED:
-                    b.commands.append(command)
-            else:
-                b.commands.append(command)
-        if out.operation is not None:
-            b.operation = out.operation
-
-    def _dispatch(
-        self,
-        room: _Room,
-        message: ProtocolMessage,
-        operations: tuple[Operation, ...],
-        t: int,
-        b: _Out,
-    ) -> None:
-        state = self._state
-        if state is _CS.CONNECTED:
-            serial = self._msg_serial
-            self._msg_serial = serial + 1
-            self._pending[serial] = _Pending(room.presence.channel, message, operations)
-            b.commands.append(Send(message=attrs.evolve(message, msg_serial=serial)))
-        elif state in _QUEUEING:
-            room.queued.append((message, operations))
         else:
-            error = _SUSPENDED_ERROR if state is _CS.SUSPENDED else (self._error or _CLOSED_ERROR)
-            self._absorb(room, room.presence.reject(operations, error, now=t), t, b)
+            self._ignore(m, "channel frame", t, b)
 
-    def _settle_queued(self, room: _Room, t: int, b: _Out) -> None:
-        state = room.presence.state
-        if state is _CH.ATTACHED and self._state is _CS.CONNECTED:
-            queued, room.queued = room.queued, []
-            for message, ops in queued:
-                self._dispatch(room, message, ops, t, b)
-        elif state in _DEAD_ROOM:
-            # RTL11: a room that is no longer attached fails what was waiting for it.
-            error = ErrorInfo(
-                code=90001,
-                status_code=400,
-                message=f"channel became {state.value} before a queued presence frame was sent",
-            )
-            queued, room.queued = room.queued, []
-            for _, ops in queued:
-                self._absorb(room, room.presence.reject(ops, error, now=t), t, b)
+    def _room_call(self, channel: str, now: int, call: _RoomCall) -> Output:
+        state = self._state
+        if state is not _CS.CONNECTED and state in _REFUSED:
+            message, code = _REFUSED[state]
+            raise UsageError(message, code=code)
+        t = self._clock(now)
+        out = self._router.call(channel, call, t, self)
+        self._now = t  # after the call, so that a UsageError from it changes nothing
+        return out

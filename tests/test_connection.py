@@ -574,6 +574,25 @@ def test_RTL11_queued_frames_fail_when_the_room_fails_before_attaching() -> None
     assert c.snapshot().queued == ()
 
 
+def test_RTL3d2_RTL11_queued_frames_belong_to_their_room_only() -> None:
+    """Queues are listed in room order; one room failing leaves another's queue alone."""
+    c = up_with_rooms(ROOM, OTHER)
+    c.transport_closed(now=2_000)
+    other_op = c.enter(OTHER, now=2_001).operation
+    op = c.enter(ROOM, now=2_002).operation
+    assert other_op is not None
+    assert op is not None
+    assert c.snapshot().queued == ((ROOM, (op.id,)), (OTHER, (other_op.id,)))
+    c.receive(connected("C1"), now=2_003)
+    error = ErrorInfo(code=40160, status_code=401, message="denied")
+    out = c.receive(ProtocolMessage(action=ProtocolAction.ERROR, channel=OTHER, error=error), now=1)
+    assert [f.operation for f in of_type(out, OperationFailed)] == [other_op]
+    assert c.snapshot().queued == ((ROOM, (op.id,)),)
+    out = c.receive(attached(ROOM), now=2_004)
+    assert [(m.action, m.msg_serial) for m in sent(out)] == [(ProtocolAction.PRESENCE, 0)]
+    assert c.snapshot().queued == ()
+
+
 def test_RTL3c_RTN7e_suspended_suspends_rooms_and_fails_pending_frames() -> None:
     c = up_with_rooms(ROOM, OTHER)
     c.detach(OTHER, now=1_000)  # DETACHING

@@ -1,0 +1,300 @@
+"""Between a connection and its rooms: each room Output folded into the connection's Output.
+
+The rules of that fold, applied here and nowhere else:
+
+* **Events.**  A room's presence events and channel state changes do not name their channel,
+  so they come out wrapped in :class:`~presence_core.ChannelEvents`, one per unbroken run, in
+  their place among the room's other events; those name their channel and pass as they are.
+* **Frames.**  PRESENCE frames (:class:`~presence_core.SendPresence`) go to the outbox, which
+  numbers, holds or refuses them (:mod:`presence_core._outbox`); a refused frame's operations
+  fail on their room at once.  ATTACH and DETACH frames go out only while the outbox is open:
+  without a transport they are dropped, because on CONNECTED every attaching or detaching room
+  sends them again (RTL3d).  Other commands pass.
+* **Held frames** of a room go out, before that room's new frames, once the room is ATTACHED
+  and the outbox open (RTL3d2); they fail with 90001 once the room is no longer attached
+  (RTL11).
+* **Settling.**  Operations an ACK or NACK covers, or the outbox fails, are settled on their
+  room, and that room's Output is folded in the same way.
+* **Rooms follow the connection (RTL3).**  On CONNECTED each room learns the connection and
+  re-attaches (RTL3d); into FAILED or CLOSED every active room follows (RTL3a, RTL3b); on
+  SUSPENDED attached and attaching rooms suspend and detaching ones detach (RTL3c).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Final, Protocol
+
+from presence_core._errors import UsageError
+from presence_core._outbox import Frame, Outbox
+from presence_core._output import (
+    EMPTY_OUTPUT,
+    ChannelEvents,
+    ChannelState,
+    ChannelStateChanged,
+    Command,
+    ConnectionState,
+    Event,
+    FrameIgnored,
+    Operation,
+    Output,
+    Send,
+    SendPresence,
+)
+from presence_core._presence_set import PresenceSet, RoomOptions
+from presence_core._wire import ErrorInfo, PresenceMessage, ProtocolAction, ProtocolMessage
+
+__all__: list[str] = []
+
+_CH = ChannelState
+# Rooms in these states follow the connection into FAILED or CLOSED.
+_ACTIVE: Final = (_CH.ATTACHING, _CH.ATTACHED, _CH.SUSPENDED, _CH.DETACHING)
+# RTL3a-RTL3c, by connection state: which room states move, and to what; others stay.
+_FOLLOW: Final[dict[ConnectionState, dict[ChannelState, ChannelState]]] = {
+    ConnectionState.FAILED: dict.fromkeys(_ACTIVE, _CH.FAILED),
+    ConnectionState.CLOSED: dict.fromkeys(_ACTIVE, _CH.DETACHED),
+    # A detaching room detaches: there is nobody left to confirm the detach.
+    ConnectionState.SUSPENDED: {
+        _CH.ATTACHING: _CH.SUSPENDED,
+        _CH.ATTACHED: _CH.SUSPENDED,
+        _CH.DETACHING: _CH.DETACHED,
+    },
+}
+_NACK_DEFAULT: Final = ErrorInfo(code=50000, status_code=500, message="NACK without an error")
+# RTL11: a room in one of these states fails the frames held for it.
+_DEAD_ROOM: Final = frozenset({_CH.DETACHED, _CH.SUSPENDED, _CH.FAILED, _CH.INITIALIZED})
+
+
+class Out:
+    """Accumulates one call's events and commands; frozen into an Output at the end."""
+
+    __slots__ = ("commands", "events", "operation")
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self.commands: list[Command] = []
+        self.operation: Operation | None = None
+
+    def build(self) -> Output:
+        """The Output of everything accumulated (the shared empty one if nothing was)."""
+        if not (self.events or self.commands or self.operation is not None):
+            return EMPTY_OUTPUT
+        return Output(tuple(self.events), tuple(self.commands), self.operation)
+
+
+class Room:
+    """A room owned by the connection: its PresenceSet and the options it was created with."""
+
+    __slots__ = ("channel", "options", "presence")
+
+    def __init__(self, presence: PresenceSet, options: RoomOptions) -> None:
+        self.presence = presence
+        self.options = options
+        self.channel = presence.channel
+
+
+class Identity(Protocol):
+    """Whom a new room acts for: the connection's clientId and current connection id."""
+
+    @property
+    def client_id(self) -> str | None:
+        """The clientId, or ``None`` while unknown."""
+
+    @property
+    def connection_id(self) -> str | None:
+        """The current connection id, or ``None`` before the first CONNECTED."""
+
+
+class Router:
+    """A connection's rooms, by channel name, and the outbox of their frames.
+
+    See the module docs.  Methods given an :class:`Out` fold what the rooms return into it.
+    """
+
+    __slots__ = ("outbox", "rooms")
+
+    def __init__(self) -> None:
+        #: The rooms in the order they were made; read directly by the connection.
+        self.rooms: dict[str, Room] = {}
+        self.outbox = Outbox()
+
+    def room(self, channel: str, options: RoomOptions | None, owner: Identity, now: int) -> Room:
+        """The room for ``channel``, made for ``owner`` and added on first use.
+
+        Raises:
+            UsageError: An empty channel name (40010), or options differing from the room's.
+        """
+        room = self.rooms.get(channel)
+        if room is None:
+            room = self._new_room(channel, options, owner, now)
+            self._add(room)
+        elif options is not None and options != room.options:
+            raise UsageError(f"room {channel!r} already exists with other options", code=40000)
+        return room
+
+    def call(
+        self, channel: str, call: Callable[[PresenceSet, int], Output], t: int, owner: Identity
+    ) -> Output:
+        """Run a room operation on ``channel``'s room and fold its Output.
+
+        A room made for the call is added only once the call has succeeded: a UsageError from
+        the call leaves everything as it was.
+        """
+        room = self.rooms.get(channel)
+        if room is not None:
+            return self.fold(room, call(room.presence, t), t)
+        room = self._new_room(channel, None, owner, t)
+        out = call(room.presence, t)
+        self._add(room)
+        return self.fold(room, out, t)
+
+    def receive(self, channel: str, message: ProtocolMessage, t: int, b: Out) -> None:
+        """Route a frame naming ``channel`` to its room (the connection has checked its state).
+
+        Raises:
+            ProtocolError: The room rejected the frame; nothing was changed.
+        """
+        room = self.rooms.get(channel)
+        if room is None:
+            b.events.append(FrameIgnored(message=message, reason=f"unknown channel {channel!r}"))
+        else:
+            self.absorb(room, room.presence.receive(message, now=t), t, b)
+
+    def fold(self, room: Room, out: Output, t: int) -> Output:
+        """``room``'s Output as the connection returns it."""
+        b = Out()
+        self.absorb(room, out, t, b)
+        return b.build()
+
+    def absorb(self, room: Room, out: Output, t: int, b: Out, *, send: bool = False) -> None:
+        """Fold ``room``'s Output into ``b``.
+
+        ``send`` lets ATTACH and DETACH frames out while CONNECTED is being applied, before the
+        outbox opens.
+        """
+        outbox = self.outbox
+        if outbox.holding:
+            self._settle_held(room, t, b)
+        if out.events:
+            channel = room.channel
+            batch: list[PresenceMessage | ChannelStateChanged] = []
+            for event in out.events:
+                if isinstance(event, (PresenceMessage, ChannelStateChanged)):
+                    batch.append(event)
+                    continue
+                if batch:
+                    b.events.append(ChannelEvents(channel=channel, events=tuple(batch)))
+                    batch = []
+                b.events.append(event)
+            if batch:
+                b.events.append(ChannelEvents(channel=channel, events=tuple(batch)))
+        for command in out.commands:
+            if isinstance(command, SendPresence):
+                self._submit(room, Frame(room.channel, command.message, command.operations), t, b)
+            elif isinstance(command, Send):
+                if send or outbox.is_open:
+                    b.commands.append(command)
+            else:
+                b.commands.append(command)
+        if out.operation is not None:
+            b.operation = out.operation
+
+    def acked(self, m: ProtocolMessage, serial: int, count: int, t: int, b: Out) -> None:
+        """Settle what an ACK or NACK frame covers (RTN7a); a NACK's error fails it."""
+        frames = self.outbox.settle(serial, count)
+        if not frames:
+            b.events.append(FrameIgnored(message=m, reason="ACK/NACK matches no pending frame"))
+        elif m.action == ProtocolAction.NACK:
+            self.settle(frames, m.error if m.error is not None else _NACK_DEFAULT, t, b)
+        else:
+            self.settle(frames, None, t, b)
+
+    def settle(self, frames: list[Frame], error: ErrorInfo | None, t: int, b: Out) -> None:
+        """Settle each frame's operations on its room: succeeded, or failed with ``error``."""
+        for frame in frames:
+            room = self.rooms[frame.channel]
+            presence = room.presence
+            if error is None:
+                out = presence.acknowledge(frame.operations, now=t)
+            else:
+                out = presence.reject(frame.operations, error, now=t)
+            self.absorb(room, out, t, b)
+
+    def reconnect(
+        self, connection_id: str, client_id: str | None, *, resumed: bool, t: int, b: Out
+    ) -> None:
+        """CONNECTED: rooms re-attach (RTL3d), then the outbox opens and resends (RTN19a)."""
+        outbox = self.outbox
+        if not resumed:
+            outbox.restart()
+        # The outbox still holds here, so a PRESENCE frame a room produces waits for that
+        # room's ATTACHED; the ATTACH and DETACH frames do go out.
+        for room in self.rooms.values():
+            presence = room.presence
+            presence.set_connection(connection_id, client_id=client_id, now=t)  # no output
+            out = presence.set_channel_state(_CH.ATTACHING, now=t)
+            self.absorb(room, out, t, b, send=True)
+        outbox.open()
+        # After the ATTACHes, so that a new connection has the channel attached before the
+        # presence arrives.
+        b.commands.extend(outbox.resend())
+
+    def end(
+        self,
+        state: ConnectionState,
+        reason: ErrorInfo | None,
+        failure: ErrorInfo,
+        t: int,
+        b: Out,
+    ) -> None:
+        """The connection entered FAILED, CLOSED or SUSPENDED (``state``, because of ``reason``).
+
+        All the outbox's work fails with ``failure`` (RTN7e), then the rooms follow (RTL3).
+        """
+        self.settle(self.outbox.drain(), failure, t, b)
+        moves = _FOLLOW[state]
+        for room in self.rooms.values():
+            target = moves.get(room.presence.state)
+            if target is not None:
+                out = room.presence.set_channel_state(target, reason=reason, now=t)
+                self.absorb(room, out, t, b)
+
+    def _new_room(
+        self, channel: str, options: RoomOptions | None, owner: Identity, now: int
+    ) -> Room:
+        if not channel:
+            raise UsageError("channel name must not be empty", code=40010)
+        opts = options if options is not None else RoomOptions()
+        client_id = owner.client_id
+        presence = PresenceSet(channel, client_id=client_id, options=opts)
+        if owner.connection_id is not None:
+            # A room made between two CONNECTEDs learns the connection it lives on now; the
+            # next CONNECTED tells every room again.  set_connection has no output.
+            presence.set_connection(owner.connection_id, client_id=client_id, now=now)
+        return Room(presence, opts)
+
+    def _add(self, room: Room) -> None:
+        self.rooms[room.channel] = room
+        self.outbox.add_channel(room.channel)
+
+    def _submit(self, room: Room, frame: Frame, t: int, b: Out) -> None:
+        error = self.outbox.submit(frame, b.commands)
+        if error is not None:
+            self.absorb(room, room.presence.reject(frame.operations, error, now=t), t, b)
+
+    def _settle_held(self, room: Room, t: int, b: Out) -> None:
+        state = room.presence.state
+        if state is _CH.ATTACHED and self.outbox.is_open:
+            for frame in self.outbox.release(room.channel):
+                self._submit(room, frame, t, b)
+        elif state in _DEAD_ROOM:
+            frames = self.outbox.release(room.channel)
+            if not frames:
+                return
+            error = ErrorInfo(
+                code=90001,
+                status_code=400,
+                message=f"channel became {state.value} before a queued presence frame was sent",
+            )
+            for frame in frames:
+                self.absorb(room, room.presence.reject(frame.operations, error, now=t), t, b)
