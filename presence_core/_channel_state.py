@@ -17,6 +17,8 @@ Rules of this module:
 * An ATTACHED frame is four inputs, by its RESUMED and HAS_PRESENCE flags, so every cell says
   exactly what happens.  RESUMED matters for the state machine (RTL12, RTP17i);
   HAS_PRESENCE only for what the handler does (RTP1 or RTP19a).
+* A handler may feed one follow-up input: a DETACHING channel that completes its detach runs
+  the attach that waited for it (RTL4h), from DETACHED.
 * Timers will enter as inputs of their own (the attach and detach timeouts, and the retry of a
   SUSPENDED channel) with rows of their own.
 """
@@ -156,7 +158,7 @@ TRANSITIONS: Final[dict[tuple[ChannelState, ChannelInput], Transition]] = {
     (_I, _In.ATTACH): _T("_h_send_attach", _AG, "RTL4: send ATTACH with the room's modes"),
     (_AG, _In.ATTACH): _T("_h_nothing", _AG, "RTL4h: the pending attach completes it"),
     (_AD, _In.ATTACH): _T("_h_nothing", _AD, "RTL4a: already attached"),
-    (_DG, _In.ATTACH): _T("_h_send_attach", _AG, "RTL4: send ATTACH at once"),
+    (_DG, _In.ATTACH): _T("_h_attach_after_detach", _DG, "RTL4h: ATTACH once detached"),
     (_DD, _In.ATTACH): _T("_h_send_attach", _AG, "RTL4: attach again"),
     (_S, _In.ATTACH): _T("_h_send_attach", _AG, "RTL4: attach a suspended channel"),
     (_F, _In.ATTACH): _T("_h_send_attach", _AG, "RTL4g: attach a failed channel"),
@@ -164,7 +166,7 @@ TRANSITIONS: Final[dict[tuple[ChannelState, ChannelInput], Transition]] = {
     (_I, _In.DETACH): _T("_h_nothing", _I, "RTL5a: never attached"),
     (_AG, _In.DETACH): _T("_h_send_detach", _DG, "RTL5: send DETACH"),
     (_AD, _In.DETACH): _T("_h_send_detach", _DG, "RTL5: send DETACH"),
-    (_DG, _In.DETACH): _T("_h_nothing", _DG, "RTL5: already detaching"),
+    (_DG, _In.DETACH): _T("_h_cancel_attach", _DG, "RTL5: already detaching; RTL4h dropped"),
     (_DD, _In.DETACH): _T("_h_nothing", _DD, "RTL5a: already detached"),
     (_S, _In.DETACH): _T("_h_clear", _DD, "RTL5j: detached at once, RTP5a"),
     # (FAILED, detach) is refused: RTL5b.
@@ -210,7 +212,7 @@ TRANSITIONS: Final[dict[tuple[ChannelState, ChannelInput], Transition]] = {
     (_AD, _In.DETACHED): _T("_h_send_attach", _AG, "RTL13a: reattach, maps kept"),
     (_S, _In.DETACHED): _T("_h_send_attach", _AG, "RTL13a: reattach, maps kept"),
     (_AG, _In.DETACHED): _T("_h_suspend", _S, "RTL13b: the attach was refused"),
-    (_DG, _In.DETACHED): _T("_h_clear", _DD, "RTL5: detach confirmed, RTP5a"),
+    (_DG, _In.DETACHED): _T("_h_detached", _DD, "RTL5: detach confirmed, RTP5a, then RTL4h"),
     # -- a channel ERROR -------------------------------------------------------------------
     **{
         (state, _In.ERROR): _T("_h_clear", _F, "RTL14: the channel failed, RTP5a")
@@ -229,6 +231,8 @@ TRANSITIONS: Final[dict[tuple[ChannelState, ChannelInput], Transition]] = {
             (_In.TO_DETACHED, _DD, "RTL3b: connection closed, RTP5a"),
             (_In.TO_FAILED, _F, "RTL3a: connection failed, RTP5a"),
         )
-        for state in (_AG, _AD, _S, _DG)
+        for state in (_AG, _AD, _S)
     },
+    (_DG, _In.TO_DETACHED): _T("_h_detached", _DD, "RTL3b: detach complete, RTP5a, then RTL4h"),
+    (_DG, _In.TO_FAILED): _T("_h_clear", _F, "RTL3a: connection failed, RTP5a"),
 }

@@ -388,6 +388,29 @@ def encode_data(data: Any) -> tuple[str | None, str | None]:
         raise UsageError(msg, code=40013) from None
 
 
+def check_outgoing(data: Any, extras: object) -> None:
+    """Check, at the call, that a presence operation's payload can go out in a frame.
+
+    A payload the encoder would refuse must be refused before it is queued or sent: once in a
+    pending frame it would fail in the embedder's ``encode`` and be resent on every resume.
+
+    Raises:
+        UsageError: code 40013 when ``data`` cannot be encoded (see :func:`encode_data`), code
+            40000 when ``extras`` is neither ``None`` nor a JSON object within the nesting
+            limit.
+    """
+    encode_data(data)
+    if extras is None:
+        return
+    if not isinstance(extras, dict):
+        msg = f"extras must be a dict of JSON values, not {_type_name(extras)}"
+        raise UsageError(msg)
+    try:
+        _check_json(extras, DEFAULT_LIMITS.max_nesting_depth, "extras")
+    except ProtocolError as exc:
+        raise UsageError(f"extras cannot be sent: {exc.message}") from None
+
+
 def _join_encoding(remaining: str | None, step: str | None) -> str | None:
     if step is None:
         return remaining

@@ -52,6 +52,7 @@ from presence_core._channel_state import (
     InputKind,
     attached_input,
 )
+from presence_core._codec import check_outgoing
 from presence_core._errors import ProtocolError, UsageError
 from presence_core._member_map import (
     MemberMap,
@@ -142,6 +143,52 @@ _OP_INPUTS: Final = {_ENTER: ChannelInput.ENTER, _UPDATE: ChannelInput.UPDATE}
 _Request: TypeAlias = tuple[PresenceAction, str | None, str | None, Any, dict[str, Any] | None]
 
 
+class _Operations:
+    """A room's operation handles, and the user operations waiting for ATTACHED (RTP16b)."""
+
+    __slots__ = ("channel", "next_id", "queued")
+
+    def __init__(self, channel: str) -> None:
+        self.channel = channel
+        self.next_id = 1
+        self.queued: list[tuple[Operation, PresenceMessage]] = []
+
+    def new(
+        self, action: PresenceAction, client_id: str | None, *, reentry: bool = False
+    ) -> Operation:
+        """A handle with the next id, unique within the room."""
+        op = Operation(
+            id=self.next_id,
+            channel=self.channel,
+            action=action,
+            client_id=client_id,
+            reentry=reentry,
+        )
+        self.next_id += 1
+        return op
+
+    def from_request(self, request: _Request) -> tuple[Operation, PresenceMessage]:
+        """A handle and the PRESENCE item for a user's request."""
+        action, client_id, _, data, extras = request
+        op = self.new(action, client_id)
+        return op, PresenceMessage(action=action, client_id=client_id, data=data, extras=extras)
+
+    def queue(self, request: _Request) -> Operation:
+        """Queue a user's request until ATTACHED; return its handle."""
+        op, item = self.from_request(request)
+        self.queued.append((op, item))
+        return op
+
+    def take_queued(self) -> list[tuple[Operation, PresenceMessage]]:
+        """The queued operations, in order, leaving the queue empty."""
+        queued, self.queued = self.queued, []
+        return queued
+
+    def fail_queued(self, error: ErrorInfo) -> tuple[Event, ...]:
+        """RTL11: every queued operation fails with ``error``."""
+        return tuple(OperationFailed(operation=op, error=error) for op, _ in self.take_queued())
+
+
 class PresenceSet:
     """Deterministic presence reducer for one channel.  See the module docstring.
 
@@ -152,16 +199,16 @@ class PresenceSet:
     """
 
     __slots__ = (
+        "_attach_waiting",
         "_channel",
         "_channel_serial",
         "_client_id",
         "_connection_id",
         "_granted_modes",
         "_map",
-        "_next_op",
+        "_ops",
         "_options",
         "_own",
-        "_queued",
         "_state",
     )
 
@@ -184,9 +231,9 @@ class PresenceSet:
         self._channel_serial: str | None = None
         self._map = MemberMap()
         self._own = OwnMembers()
-        # User operations waiting for ATTACHED (RTP16b).
-        self._queued: list[tuple[Operation, PresenceMessage]] = []
-        self._next_op = 1
+        self._ops = _Operations(channel)
+        # RTL4h: attach() while DETACHING waits for the detach to complete.
+        self._attach_waiting = False
 
     # -- properties -------------------------------------------------------------------------
     @property
@@ -236,7 +283,7 @@ class PresenceSet:
     @property
     def pending(self) -> tuple[Operation, ...]:
         """Operations not yet settled: queued ones first, then those sent and awaiting ACK."""
-        return tuple(op for op, _ in self._queued) + self._own.in_flight
+        return tuple(op for op, _ in self._ops.queued) + self._own.in_flight
 
     # -- frames -----------------------------------------------------------------------------
     def receive(self, message: ProtocolMessage, *, now: int) -> Output:
@@ -393,7 +440,8 @@ class PresenceSet:
 
         Raises:
             UsageError: The channel is SUSPENDED, DETACHING or FAILED (90001), the room option
-                ``enter`` is false (40000), or the connection is anonymous (40012, RTP8j).
+                ``enter`` is false (40000), the connection is anonymous (40012, RTP8j), the
+                data cannot be encoded (40013), or ``extras`` is not a JSON object (40000).
                 Nothing was changed.
         """
         return self._operation(_ENTER, None, data, extras, now)
@@ -407,8 +455,9 @@ class PresenceSet:
 
         Never attaches (D8): on INITIALIZED or DETACHED, and on SUSPENDED, DETACHING or FAILED
         while the intent is not to be present, it succeeds at once as a no-op (an
-        :class:`~presence_core.OperationSucceeded` event in the same Output).  On ATTACHING it
-        is queued, on ATTACHED sent.
+        :class:`~presence_core.OperationSucceeded` event in the same Output).  So it does in
+        any state when the room option ``enter`` is false.  On ATTACHING it is queued, on
+        ATTACHED sent.
 
         Raises:
             UsageError: SUSPENDED, DETACHING or FAILED while present (90001).
@@ -450,6 +499,10 @@ class PresenceSet:
             action, client_id, self._client_id, self._connection_id, self._options
         )
         request: _Request = (action, client_id, acting, data, extras)
+        if action is _LEAVE and not self._options.enter:
+            # Without the permission to enter nobody is present here: nothing to leave.
+            return self._h_leave_noop(self._state, None, request, now)
+        check_outgoing(data, extras)
         return self._transition(_OP_INPUTS.get(action, ChannelInput.LEAVE), None, request, now)
 
     def acknowledge(self, operations: Iterable[Operation], *, now: int) -> Output:
@@ -474,7 +527,7 @@ class PresenceSet:
                 if item is not None:
                     reentries.append(item)
         if reentries:
-            ops = [self._new_op(_ENTER, item.client_id, reentry=True) for item in reentries]
+            ops = [self._ops.new(_ENTER, item.client_id, reentry=True) for item in reentries]
             for op, item in zip(ops, reentries, strict=True):
                 self._track(op, item)
             return Output(tuple(events), (_send_presence(self._channel, reentries, ops),))
@@ -553,11 +606,33 @@ class PresenceSet:
 
     def _h_clear(self, previous: ChannelState, reason: Any, payload: Any, now: int) -> Output:
         """RTP5a, RTL11: fail queued operations and clear both maps, with no leave events."""
+        self._attach_waiting = False
         failed = self._fail_queued(reason)
         self._map.clear()
         self._own.clear()
         self._channel_serial = None  # RTL15b2
         return Output((self._changed(previous, reason), *failed))
+
+    def _h_attach_after_detach(
+        self, previous: ChannelState, reason: Any, payload: Any, now: int
+    ) -> Output:
+        self._attach_waiting = True
+        return EMPTY_OUTPUT
+
+    def _h_cancel_attach(
+        self, previous: ChannelState, reason: Any, payload: Any, now: int
+    ) -> Output:
+        self._attach_waiting = False
+        return EMPTY_OUTPUT
+
+    def _h_detached(self, previous: ChannelState, reason: Any, payload: Any, now: int) -> Output:
+        """The detach completed: RTP5a, then the attach that waited for it (RTL4h)."""
+        waiting = self._attach_waiting
+        cleared = self._h_clear(previous, reason, payload, now)
+        if not waiting:
+            return cleared
+        attached = self._transition(ChannelInput.ATTACH, None, None, now)
+        return Output(cleared.events + attached.events, cleared.commands + attached.commands)
 
     def _h_attached(
         self, previous: ChannelState, reason: Any, message: ProtocolMessage, now: int
@@ -594,30 +669,26 @@ class PresenceSet:
     def _h_send_operation(
         self, previous: ChannelState, reason: Any, request: _Request, now: int
     ) -> Output:
-        op, item = self._request_op(request)
+        op, item = self._ops.from_request(request)
         self._track(op, item)
         return Output(commands=(_send_presence(self._channel, (item,), (op,)),), operation=op)
 
     def _h_queue(self, previous: ChannelState, reason: Any, request: _Request, now: int) -> Output:
-        op, item = self._request_op(request)
-        self._queued.append((op, item))
-        return Output(operation=op)
+        return Output(operation=self._ops.queue(request))
 
     def _h_queue_and_attach(
         self, previous: ChannelState, reason: Any, request: _Request, now: int
     ) -> Output:
-        op, item = self._request_op(request)
-        self._queued.append((op, item))
         return Output(
             (self._changed(previous, None),),
             (_attach_frame(self._channel, self._channel_serial, self._options),),
-            operation=op,
+            operation=self._ops.queue(request),
         )
 
     def _h_leave_noop(
         self, previous: ChannelState, reason: Any, request: _Request, now: int
     ) -> Output:
-        op = self._new_op(request[0], request[1])
+        op = self._ops.new(request[0], request[1])
         return Output((OperationSucceeded(operation=op),), operation=op)
 
     def _h_leave_by_intent(
@@ -637,13 +708,12 @@ class PresenceSet:
         ops: list[Operation] = []
         items: list[PresenceMessage] = []
         acted: set[str | None] = set()
-        for op, item in self._queued:
+        for op, item in self._ops.take_queued():
             ops.append(op)
             items.append(item)
             acted.add(op.client_id if op.client_id is not None else self._client_id)
-        self._queued = []
         for item in self._own.reentries(acted, resumed=resumed, connection_id=self._connection_id):
-            ops.append(self._new_op(_ENTER, item.client_id, reentry=True))
+            ops.append(self._ops.new(_ENTER, item.client_id, reentry=True))
             items.append(item)
         if not ops:
             return ()
@@ -652,34 +722,12 @@ class PresenceSet:
         return (_send_presence(self._channel, items, ops),)
 
     def _fail_queued(self, reason: ErrorInfo | None) -> tuple[Event, ...]:
-        if not self._queued:
-            return ()
         error = reason or ErrorInfo(
             code=90001,
             status_code=400,
             message=f"channel {self._channel!r} became {self._state.value}",
         )
-        failed = tuple(OperationFailed(operation=op, error=error) for op, _ in self._queued)
-        self._queued = []
-        return failed
-
-    def _request_op(self, request: _Request) -> tuple[Operation, PresenceMessage]:
-        action, client_id, _, data, extras = request
-        op = self._new_op(action, client_id)
-        return op, PresenceMessage(action=action, client_id=client_id, data=data, extras=extras)
-
-    def _new_op(
-        self, action: PresenceAction, client_id: str | None, *, reentry: bool = False
-    ) -> Operation:
-        op = Operation(
-            id=self._next_op,
-            channel=self._channel,
-            action=action,
-            client_id=client_id,
-            reentry=reentry,
-        )
-        self._next_op += 1
-        return op
+        return self._ops.fail_queued(error)
 
     def _track(self, op: Operation, item: PresenceMessage) -> None:
         client = op.client_id if op.client_id is not None else self._client_id
@@ -713,7 +761,7 @@ class PresenceSet:
         ``members`` holds ``("present" | "absent", picture)`` pairs: tombstones are part of
         the state (they decide future newness) although never visible through :meth:`get`.
         """
-        queued = tuple(("queued", op, picture(item)) for op, item in self._queued)
+        queued = tuple(("queued", op, picture(item)) for op, item in self._ops.queued)
         return PresenceSnapshot(
             state=self._state,
             connection_id=self._connection_id,
@@ -726,7 +774,8 @@ class PresenceSet:
                 *self._map.extra(),
                 ("granted_modes", self._granted_modes),
                 ("channel_serial", self._channel_serial),
-                ("next_op", self._next_op),
+                ("next_op", self._ops.next_id),
+                ("attach_waiting", self._attach_waiting),
                 *self._own.extra(),
             ),
         )

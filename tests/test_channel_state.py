@@ -35,7 +35,7 @@ from presence_core._channel_state import (
     InputKind,
     attached_input,
 )
-from tests.presence_set_support import CH, NOW, attached, detached, echo, make_set
+from tests.presence_set_support import CH, NOW, attached, detached, echo, make_set, state_of
 
 S = ChannelState
 ERROR = ErrorInfo(code=90000, status_code=400, message="channel error")
@@ -139,7 +139,7 @@ def test_REACH_recipes_reach_their_states() -> None:
 #: DETACHING, DETACHED, SUSPENDED, FAILED.  A new PresenceSet has nothing queued and no own
 #: member, so ATTACHED sends no PRESENCE here.
 EXPECTED = {
-    ChannelInput.ATTACH: "AG!+A AG AD AG!+A AG!+A AG!+A AG!+A",
+    ChannelInput.ATTACH: "AG!+A AG AD DG AG!+A AG!+A AG!+A",
     ChannelInput.DETACH: "I DG!+D DG!+D DG DD DD! -",
     ChannelInput.ENTER: "AG!+A AG AD+P - AG!+A - -",
     ChannelInput.UPDATE: "AG!+A AG AD+P - AG!+A - -",
@@ -171,7 +171,9 @@ def outcome(ps: PresenceSet, out: Output) -> str:
     """The EXPECTED notation for what one input did."""
     changed = "!" if any(isinstance(e, ChannelStateChanged) for e in out.events) else ""
     sent = "".join(
-        FRAMES[ProtocolAction(c.message.action)] for c in out.commands if isinstance(c, Send | SendPresence)
+        FRAMES[ProtocolAction(c.message.action)]
+        for c in out.commands
+        if isinstance(c, Send | SendPresence)
     )
     return SHORT[ps.state] + changed + sent
 
@@ -228,6 +230,8 @@ class ChannelWalk(RuleBasedStateMachine):
         super().__init__()
         self.ps = make_set(attach=False)
         self.unacked: list[Operation] = []
+        # RTL4h, modelled apart from the reducer: attach() while DETACHING waits for the detach.
+        self.attach_waiting = False
 
     @rule(inp=st.sampled_from(ChannelInput))
     def step(self, inp: ChannelInput) -> None:
@@ -249,7 +253,21 @@ class ChannelWalk(RuleBasedStateMachine):
             assert refused.code == 90001
             assert self.ps.snapshot() == before
             return
-        assert self.ps.state is cell.next_state, cell.rule
+        expected = cell.next_state
+        if state is S.DETACHING:
+            if inp is ChannelInput.ATTACH:
+                self.attach_waiting = True
+            elif inp is ChannelInput.DETACH:
+                self.attach_waiting = False
+            elif expected is not S.DETACHING:
+                if self.attach_waiting and expected is S.DETACHED:
+                    expected = S.ATTACHING  # the detach completed; the waiting attach runs
+                    assert any(
+                        isinstance(c, Send) and c.message.action == ProtocolAction.ATTACH
+                        for c in out.commands
+                    )
+                self.attach_waiting = False
+        assert self.ps.state is expected, cell.rule
         self.unacked += [
             op for c in out.commands if isinstance(c, SendPresence) for op in c.operations
         ]
@@ -271,3 +289,53 @@ class ChannelWalk(RuleBasedStateMachine):
 
 
 TestChannelWalk = ChannelWalk.TestCase
+
+
+def _detaching_with_own_member() -> PresenceSet:
+    ps = make_set()
+    echo(ps, ps.enter("here", now=NOW))
+    ps.detach(now=NOW)
+    return ps
+
+
+def test_RTL4h_attach_while_detaching_waits_for_detached() -> None:
+    """RTL4h: attach() while DETACHING sends nothing; the DETACHED applies RTP5a (both maps
+    cleared) and then the ATTACH goes out, so the next ATTACHED re-enters nobody."""
+    ps = _detaching_with_own_member()
+    assert not ps.attach(now=NOW)
+    assert ps.state is S.DETACHING
+    out = ps.receive(detached(), now=NOW)
+    assert [(e.previous, e.current) for e in out.events if isinstance(e, ChannelStateChanged)] == [
+        (S.DETACHING, S.DETACHED),
+        (S.DETACHED, S.ATTACHING),
+    ]
+    assert [c.message.action for c in out.commands if isinstance(c, Send)] == [
+        ProtocolAction.ATTACH
+    ]
+    assert ps.own_members == {}
+    assert not [c for c in ps.receive(attached(), now=NOW).commands if isinstance(c, SendPresence)]
+    assert state_of(ps) is S.ATTACHED
+
+
+def test_RTL4h_detach_and_attach_while_the_detach_was_never_sent() -> None:
+    """RTL4h with the connection down: the DETACH goes out on CONNECTED (RTL3d), and the
+    attach still waits for its DETACHED."""
+    ps = _detaching_with_own_member()
+    ps.attach(now=NOW)
+    resent = ps.set_channel_state(S.ATTACHING, now=NOW)
+    assert [c.message.action for c in resent.commands if isinstance(c, Send)] == [
+        ProtocolAction.DETACH
+    ]
+    assert ps.state is S.DETACHING
+    ps.receive(detached(), now=NOW)
+    assert state_of(ps) is S.ATTACHING
+    assert ps.own_members == {}
+
+
+def test_RTL4h_detach_again_drops_the_waiting_attach() -> None:
+    """RTL5: the latest call decides; detach() after attach() while DETACHING ends DETACHED."""
+    ps = _detaching_with_own_member()
+    ps.attach(now=NOW)
+    ps.detach(now=NOW)
+    ps.receive(detached(), now=NOW)
+    assert ps.state is S.DETACHED

@@ -10,6 +10,8 @@ channel states cause for queued work, settle the operation with ``OperationFaile
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from presence_core import (
@@ -313,3 +315,48 @@ def test_RTP8h_nack_fails_the_operation() -> None:
     assert res.events == (OperationFailed(operation=out.operation, error=err),)
     assert not res.commands
     assert ps.state is ChannelState.ATTACHED
+
+
+@pytest.mark.parametrize(
+    ("data", "extras", "code"),
+    [
+        (object(), None, 40013),
+        ({"x": float("nan")}, None, 40013),
+        ([float("inf")], None, 40013),
+        ("fine", "not a dict", 40000),
+        ("fine", {"a": object()}, 40000),
+        ("fine", {"a": float("nan")}, 40000),
+    ],
+    ids=["object", "nan", "inf", "extras-str", "extras-object", "extras-nan"],
+)
+def test_RTP8_payload_that_cannot_be_encoded_is_refused_at_the_call(
+    data: object, extras: Any, code: int
+) -> None:
+    """RTP8/RTP9/RTP14: data or extras the encoder would refuse raise UsageError at the call
+    (40013 for data, 40000 for extras), in every state, and change nothing: queued or sent, it
+    would fail in the embedder's encode and be resent on every resume."""
+    for ps in (make_set(), make_set(attach=False)):
+        before = ps.snapshot()
+        for call in (ps.enter, ps.update, ps.leave):
+            with pytest.raises(UsageError) as refused:
+                call(data, extras=extras, now=NOW)
+            assert refused.value.code == code
+        with pytest.raises(UsageError):
+            ps.enter_client("bot", data, extras=extras, now=NOW)
+        assert ps.snapshot() == before
+
+
+def test_room_option_enter_false_leave_is_a_noop_success() -> None:
+    """Room options (docs/rules.md): in a room opened with enter=False nobody is present, so
+    leave() succeeds at once and sends nothing (the server would NACK it with 40160)."""
+    for ps in (
+        make_set(options=RoomOptions(enter=False)),
+        make_set(attach=False, options=RoomOptions(enter=False)),
+    ):
+        before_state = ps.state
+        out = ps.leave(now=NOW)
+        assert out.operation is not None
+        assert out.events == (OperationSucceeded(operation=out.operation),)
+        assert not out.commands
+        assert ps.state is before_state
+        assert ps.pending == ()

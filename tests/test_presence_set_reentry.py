@@ -424,8 +424,8 @@ def test_RTP17i_deferred_reentry_uses_the_latest_operation_only() -> None:
 
 
 def test_RTP17i_deferred_reentry_not_sent_unless_attached() -> None:
-    """RTP17i + intent rule 4: if the channel is not ATTACHED any more when the ACK comes, the recorded
-    own member is re-entered by the next ATTACHED instead."""
+    """RTP17i + intent rule 4: if the channel is not ATTACHED any more when the ACK comes, the
+    recorded own member is re-entered by the next ATTACHED instead."""
     ps = make_set()
     enter = ps.enter("x", now=NOW)
     ps.receive(detached(), now=NOW)

@@ -231,8 +231,8 @@ def test_RTP19_empty_map_sync_no_leaves() -> None:
 
 
 def test_RTP19_event_order_page_events_then_residual_leaves() -> None:
-    """RTP19 event order (docs/rules.md): on a final page, the page's own events come first, then residual leaves
-    (in the order the residual members first appeared)."""
+    """RTP19 event order (docs/rules.md): on a final page, the page's own events come first,
+    then residual leaves (in the order the residual members first appeared)."""
     ps = with_members(pm(ENTER, "r1", "c1", 0), pm(ENTER, "r2", "c2", 0), pm(ENTER, "k", "c3", 0))
     out = ps.receive(sync("s:", pm(PRESENT, "k", "c3", 1), pm(PRESENT, "n", "c4", 0)), now=NOW)
     assert actions(out) == [("present", "k"), ("present", "n"), ("leave", "r1"), ("leave", "r2")]

@@ -12,6 +12,7 @@ import pytest
 
 from presence_core import (
     ChannelEvents,
+    ChannelState,
     ConnectionState,
     ConnectionStateChanged,
     Output,
@@ -22,9 +23,11 @@ from presence_core import (
     RoomOptions,
     UsageError,
 )
+from presence_core._channel_state import TRANSITIONS, ChannelInput, Transition
 from presence_core.testing import (
     EPOCH,
     SERVER,
+    Attach,
     ClientSpec,
     Detach,
     DropTransport,
@@ -496,3 +499,48 @@ def test_run_until_quiet_gives_up_at_its_limit() -> None:
         sim.run_until_quiet(
             [*entered(), Partition(at=100, client="alice", duration=500_000)], limit=100_000
         )
+
+
+def _detach_then_attach() -> Simulation:
+    sim = Simulation(
+        seed=1,
+        clients=[
+            ClientSpec(client_id="alice", rooms=["r"]),
+            ClientSpec(client_id="bob", rooms=["r"]),
+        ],
+    )
+    sim.run_until_quiet(
+        [
+            Enter(at=100, client="alice", room="r", data="a"),
+            Detach(at=1000, client="alice", room="r"),
+            Attach(at=1000, client="alice", room="r"),
+        ]
+    )
+    return sim
+
+
+def test_RTL4h_detach_then_attach_does_not_reenter() -> None:
+    """RTL4h: an attach() right after detach() waits for the DETACHED, which clears both maps
+    (RTP5a), so nobody is re-entered: the server has no alice and bob saw her leave once."""
+    sim = _detach_then_attach()
+    assert sim.server_members("r") == ()
+    bob = sim.client("bob")
+    assert [(e.action, e.client_id) for e in bob.presence_events("r")] == [
+        (PresenceAction.ENTER, "alice"),
+        (PresenceAction.LEAVE, "alice"),
+    ]
+    assert sim.client("alice").room("r").state is ChannelState.ATTACHED
+    sim.assert_converged()
+
+
+def test_RTL4h_convergence_check_catches_an_attach_that_overtakes_the_detach(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The intent model holds a detached member absent: a reducer whose attach() overtakes
+    the pending detach (and so re-enters alice) fails the convergence check."""
+    cell = (ChannelState.DETACHING, ChannelInput.ATTACH)
+    broken = Transition("_h_send_attach", ChannelState.ATTACHING, "attach at once")
+    monkeypatch.setitem(TRANSITIONS, cell, broken)
+    sim = _detach_then_attach()
+    assert [m.client_id for m in sim.server_members("r")] == ["alice"]
+    assert any("'alice' left" in problem for problem in sim.check_convergence())

@@ -25,19 +25,19 @@ world that follows from what it asked for.  Three things are checked, for every 
    * a successful enter or update: present, with the data of that operation.  Faults do not
      excuse an absence: the client re-enters its own members after it re-attaches without
      continuity (RTP17i), on whatever connection it has by then;
-   * a successful leave, or a DETACHED of the room (the server removes a detached
-     connection's members): absent;
+   * a successful leave, or a ``detach()`` of the room that was not refused: absent.  A
+     detach always completes before a later ``attach()`` takes effect (RTL4h), and the server
+     removes a detached connection's members; an ``attach()`` alone enters nobody;
    * a failed operation: not checked.  A failure only says the operation was not confirmed
      (a NACK, or a frame that could not be sent across a suspension, RTN7e); the server may
      have applied it or not.
 
-   *Latest* is the order in which the client learnt the results: ACKs, NACKs and DETACHED
-   come back on one connection in the order the server applied the frames.  The exception is
-   a frame resent on a new transport (RTN19a): the server applies a detach after every frame
-   sent before it, yet the resent frame's ACK can arrive after the DETACHED.  So a result
-   arriving after a DETACHED, for an operation issued before the ``detach()`` that DETACHED
-   answers, does not count: the detach came later and decides.  Automatic re-entries are the
-   library's doing, not an intent, and are not tracked.
+   *Latest* is the order of the client's calls for a ``detach()``, and otherwise the order in
+   which the client learnt the results (ACKs and NACKs come back on one connection in the
+   order the server applied the frames).  A result for an operation issued before a
+   ``detach()`` does not count, whenever it arrives: the detach came later and decides.  A
+   DETACHED the client did not ask for (connection closed) also makes its members absent.
+   Automatic re-entries are the library's doing, not an intent, and are not tracked.
 
 A client whose connection is not CONNECTED once quiet fails the check outright.
 """
@@ -86,16 +86,14 @@ def _member_key(m: PresenceMessage | PresenceMember) -> tuple[str, str, str]:
 class _Barrier:
     """Operation ids of one channel that decide which results a detach overrides."""
 
-    __slots__ = ("confirmed", "detach_called", "latest")
+    __slots__ = ("detached_upto", "latest")
 
     def __init__(self) -> None:
         #: The latest operation id issued.
         self.latest = 0
-        #: The latest id issued before the latest ``detach()`` call.
-        self.detach_called = 0
-        #: The latest id issued before a ``detach()`` that a DETACHED confirmed; results of
-        #: operations up to it no longer count.
-        self.confirmed = 0
+        #: The latest id issued before the latest ``detach()`` call; results of operations up
+        #: to it no longer count.
+        self.detached_upto = 0
 
 
 class _ClientIntent:
@@ -147,8 +145,13 @@ class IntentModel:
 
     def detach_requested(self, client: str, channel: str) -> None:
         """``client`` called ``detach()`` on ``channel`` (and it was not refused)."""
-        barrier = self._clients[client].barrier(channel)
-        barrier.detach_called = barrier.latest
+        intent = self._clients[client]
+        barrier = intent.barrier(channel)
+        barrier.detached_upto = barrier.latest
+        for (issued_channel, _), (acting, _, _) in intent.issued.items():
+            if issued_channel == channel:
+                intent.expected[(channel, acting)] = (_GONE, None)
+        self._all_gone(intent, channel)
 
     # --- what clients learn ---------------------------------------------------------------
 
@@ -160,7 +163,7 @@ class IntentModel:
             return False  # an automatic re-entry: not an application intent
         acting, action, data = issued
         barrier = intent.barriers.get(op.channel)
-        if barrier is not None and op.id <= barrier.confirmed:
+        if barrier is not None and op.id <= barrier.detached_upto:
             return True  # issued before a detach the server confirmed: the detach decides
         key = (op.channel, acting)
         if not ok:
@@ -184,13 +187,7 @@ class IntentModel:
                 if event.current in _CLEARED:
                     view.clear()  # RTP5a: the members are dropped without events
                     if event.current is ChannelState.DETACHED:
-                        # The server removed this connection's members there.
-                        barrier = intent.barrier(channel)
-                        barrier.confirmed = max(barrier.confirmed, barrier.detach_called)
-                        expected = intent.expected
-                        for member in expected:
-                            if member[0] == channel:
-                                expected[member] = (_GONE, None)
+                        self._all_gone(intent, channel)  # the server removed them there
                 continue
             key = (event.connection_id, event.client_id)
             if event.action is _LEAVE:
@@ -205,6 +202,13 @@ class IntentModel:
                 self._violations.append(f"{client}: an ABSENT event in {channel}")
             else:
                 view[key] = event.data
+
+    @staticmethod
+    def _all_gone(intent: _ClientIntent, channel: str) -> None:
+        expected = intent.expected
+        for member in expected:
+            if member[0] == channel:
+                expected[member] = (_GONE, None)
 
     # --- the check --------------------------------------------------------------------------
 
