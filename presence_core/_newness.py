@@ -8,8 +8,10 @@ timestamp, RTP2b1) when:
   an initial substring of id", which would call ``c10:3:0`` non-synthesized for connection
   ``c1`` and then mis-parse it;
 * the id or the connectionId is missing (D5);
-* the rest after the prefix is not exactly two non-negative decimal integers.  Unparsable ids
-  therefore never raise: they are deterministically treated like synthesized ones.
+* the rest after the prefix is not exactly two non-negative integers written in the ASCII
+  digits ``0``-``9`` (other Unicode digits, signs and spaces included, make it unparsable).
+  Unparsable ids therefore never raise: they are deterministically treated like synthesized
+  ones.
 
 Timestamps: equal timestamps let the incoming message win (RTP2b1a), and a missing timestamp on
 either side also lets the incoming message win (D5).
@@ -18,7 +20,7 @@ Performance: stored entries are ``(message, msgSerial, index)`` tuples, and a me
 store a message :data:`UNPARSED`: its id is parsed on the first comparison that needs it (and
 the parse kept in the entry), so entering a new member or a SYNC into an empty set parses
 nothing.  Parsing itself is one ``partition`` and a lookup in a bounded memo of the
-``"<msgSerial>:<index>"`` tails already seen.  Neither changes any result.
+``"<msgSerial>:<index>"`` tails seen recently.  Neither changes any result.
 """
 
 from __future__ import annotations
@@ -39,10 +41,13 @@ _NONE: Final = (NO_POSITION, 0)
 _K = TypeVar("_K")
 # Memo of ``"<serial>:<index>"`` -> position for the part of an id after its connectionId, so a
 # common id costs one ``partition`` and one dict lookup instead of a split and two ``int()``
-# calls.  It is a pure function's cache (same answer with or without it), filled on demand and
-# bounded so that arbitrary peer ids cannot grow it without limit.
+# calls.  It is a pure function's cache (same answer with or without it), filled on demand.
+# It is bounded so that arbitrary peer ids cannot grow it without limit (an entry is about
+# 160 bytes, so 2.6 MB at most), and cleared when full rather than frozen, so that a long-lived
+# client keeps caching the tails it sees now instead of the first ones it ever saw.  Tails in
+# use at once beyond the limit would miss every time, so the limit is generous.
 _REST_MEMO: Final[dict[str, tuple[int, int]]] = {}
-_REST_MEMO_LIMIT: Final = 4096
+_REST_MEMO_LIMIT: Final = 16384
 
 
 def position(message_id: object, connection_id: object) -> tuple[int, int]:
@@ -60,14 +65,19 @@ def position(message_id: object, connection_id: object) -> tuple[int, int]:
     if found is not None:
         return found
     found = _rest_position(rest)
-    if found is not _NONE and len(_REST_MEMO) < _REST_MEMO_LIMIT:
+    if found is not _NONE:
+        if len(_REST_MEMO) >= _REST_MEMO_LIMIT:
+            _REST_MEMO.clear()
         _REST_MEMO[rest] = found
     return found
 
 
 def _rest_position(rest: str) -> tuple[int, int]:
     serial, sep, index = rest.partition(":")
-    if sep and serial.isdecimal() and index.isdecimal():
+    # ``isdecimal`` alone accepts every Unicode decimal digit (``int`` reads Arabic-Indic
+    # ``٣`` as 3), but only ASCII digits form a position (RTP2b2); anything else is
+    # unparsable (D6).
+    if sep and serial.isdecimal() and index.isdecimal() and serial.isascii() and index.isascii():
         return int(serial), int(index)
     return _NONE
 

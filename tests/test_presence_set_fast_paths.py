@@ -6,11 +6,12 @@ takes its own path through the reducer), and the fast ``Output`` constructor.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import attrs
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import example, given, strategies as st
 
 from presence_core import (
     Output,
@@ -45,17 +46,12 @@ from tests.presence_set_support import (
 
 
 def _reference_position(message_id: object, connection_id: object) -> tuple[int, int]:
-    """The RTP2b parse as first written (strict ``<connectionId>:`` prefix, D6)."""
-    if (
-        type(message_id) is str
-        and type(connection_id) is str
-        and message_id.startswith(connection_id)
-    ):
-        cut = len(connection_id)
-        if message_id[cut : cut + 1] == ":":
-            serial, sep, index = message_id[cut + 1 :].partition(":")
-            if sep and serial.isdecimal() and index.isdecimal():
-                return int(serial), int(index)
+    """The RTP2b parse written plainly: strict ``<connectionId>:`` prefix (D6), then two
+    runs of ASCII digits separated by one colon (RTP2b2)."""
+    if type(message_id) is str and type(connection_id) is str:
+        match = re.fullmatch(re.escape(connection_id) + r":([0-9]+):([0-9]+)", message_id)
+        if match:
+            return int(match[1]), int(match[2])
     return (NO_POSITION, 0)
 
 
@@ -66,6 +62,7 @@ _conns = st.one_of(st.sampled_from(["c1", "c", "c1:0", "", ":"]), _pieces)
 
 
 @given(conn=_conns, middle=st.sampled_from(["", ":", "::"]), tail=_pieces, raw=_pieces)
+@example(conn="c1", middle=":", tail="\u0663:0", raw="c1:0:\u0663")  # non-ASCII digits
 def test_RTP2b_position_matches_reference(conn: str, middle: str, tail: str, raw: str) -> None:
     """RTP2b/D6: the memoized parse gives exactly the strict-prefix parse, cold or warm."""
     for mid in (f"{conn}{middle}{tail}", raw, f"{conn}:{tail}"):
@@ -81,12 +78,15 @@ def test_RTP2b_position_of_non_strings_is_none(bad: object) -> None:
     assert position("c1:1:0", bad) == (NO_POSITION, 0)
 
 
-def test_RTP2b_position_memo_is_bounded() -> None:
-    """RTP2b: ids with ever new tails cannot grow the parse memo past its limit."""
+def test_RTP2b_position_memo_is_bounded_and_keeps_caching() -> None:
+    """RTP2b: ids with ever new tails cannot grow the parse memo past its limit, and once
+    it has been full, the tails seen since are still cached (and parsed correctly)."""
     for serial in range(_REST_MEMO_LIMIT + 50):
         assert position(f"k:{serial}:7", "k") == (serial, 7)
-    assert len(_REST_MEMO) <= _REST_MEMO_LIMIT
+        assert len(_REST_MEMO) <= _REST_MEMO_LIMIT
+    assert _REST_MEMO[f"{_REST_MEMO_LIMIT + 49}:7"] == (_REST_MEMO_LIMIT + 49, 7)
     assert position(f"k:{_REST_MEMO_LIMIT + 10**6}:0", "k") == (_REST_MEMO_LIMIT + 10**6, 0)
+    assert position("k:3:7", "k") == (3, 7)
 
 
 _ids = st.sampled_from(["c1:1:0", "c1:1:1", "c1:2:0", "c1:01:0", "c1:x", "c2:9:0", None])

@@ -7,8 +7,10 @@ D5, D6, RTP11c2/c3 (filters), ABSENT never visible.  Several cases are ported fr
 
 from __future__ import annotations
 
+import re
+
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import example, given, strategies as st
 
 from presence_core import (
     PresenceAction,
@@ -186,14 +188,97 @@ def test_D6_prefix_form_requires_colon_after_connection_id() -> None:
     assert actions(out) == [("update", "a")]
 
 
-@given(st.text(max_size=12), st.text(max_size=4))
-def test_RTP2b_unparsable_ids_never_raise(mid: str, conn: str) -> None:
-    """RTP2b: any id is handled deterministically: either a position or timestamp compare."""
-    serial, index = position(mid, conn)
-    if serial == NO_POSITION:
-        assert index == 0
-    else:
-        assert mid == f"{conn}:{serial}:{index}" or mid.startswith(f"{conn}:")
+@pytest.mark.parametrize(
+    "bad_id",
+    [
+        "c1:\u0663:0",  # Arabic-Indic three as the msgSerial
+        "c1:3:\u0660",  # Arabic-Indic zero as the index
+        "c1:\u0969:0",  # Devanagari three
+        "c1:\uff13:0",  # fullwidth three
+        "c1:3\u0663:0",  # an ASCII digit followed by a non-ASCII one
+    ],
+)
+def test_RTP2b2_D6_non_ascii_digits_make_the_id_unparsable(bad_id: str) -> None:
+    """RTP2b2 / D6: only the ASCII digits 0-9 form a msgSerial or index.  ``int()`` reads other
+    Unicode decimal digits (``c1:\u0663:0`` would be msgSerial 3), so such an id must count as
+    unparsable and be compared by timestamp."""
+    assert position(bad_id, "c1") == (NO_POSITION, 0)
+    ps = with_members(pm(ENTER, "a", "c1", 1, ts=1000))
+    # By msgSerial 3 > 1 it would win; by timestamp it is older and loses.
+    assert not ps.receive(presence(pm(UPDATE, "a", "c1", id=bad_id, ts=999)), now=NOW)
+    # Stored with the bad id, it loses by timestamp to a later message of any position.
+    ps = with_members(pm(ENTER, "a", "c1", id=bad_id, ts=1000))
+    out = ps.receive(presence(pm(UPDATE, "a", "c1", 0, ts=1001, data="new")), now=NOW)
+    assert actions(out) == [("update", "a")]
+
+
+def _expected_position(message_id: str, connection_id: str) -> tuple[int, int] | None:
+    """RTP2b2 / D6 written plainly: ``<connectionId>:<digits>:<digits>``, ASCII digits only."""
+    match = re.fullmatch(re.escape(connection_id) + r":([0-9]+):([0-9]+)", message_id)
+    return (int(match[1]), int(match[2])) if match else None
+
+
+def _expected_newer(new_id: str, new_ts: int, old_id: str, old_ts: int) -> bool:
+    """RTP2b as the reference: positions if both parse, else timestamps, ties to incoming."""
+    new_pos = _expected_position(new_id, "c1")
+    old_pos = _expected_position(old_id, "c1")
+    if new_pos is not None and old_pos is not None:
+        return new_pos > old_pos
+    return new_ts >= old_ts
+
+
+# Ids over an alphabet rich in the characters a parser trips on: the connectionId, colons,
+# ASCII and non-ASCII digits, signs, spaces, underscores, and letters; and ids of the
+# ``c1:<serial>:<index>`` shape whose numbers may hold a non-ASCII digit or junk, and which
+# may have something after the index.
+_id_chars = "c1:0 9-+_x\u0663\uff13"
+_numbers = st.one_of(
+    st.integers(0, 12).map(str),
+    st.text("09\u0663\uff13", min_size=1, max_size=3),
+    st.text(_id_chars, max_size=4),
+)
+_after = st.sampled_from(["", "", ":", ":0", " ", "\n", "x"])
+_any_ids = st.one_of(
+    st.builds("c1:{}:{}{}".format, _numbers, _numbers, _after),
+    st.text(alphabet=_id_chars, max_size=10),
+    st.text(max_size=8),
+)
+
+
+@given(
+    new_id=_any_ids,
+    old_id=_any_ids,
+    new_ts=st.integers(0, 3),
+    old_ts=st.integers(0, 3),
+)
+# The traps a parser falls into, each one an id that parses wrongly or raises if mishandled.
+@example(new_id="c1:\u0663:0", old_id="c1:1:0", new_ts=0, old_ts=1)
+@example(new_id="c1:1:0", old_id="c1:0:\uff13", new_ts=0, old_ts=1)
+@example(new_id="c1:1:0:", old_id="c1:0:0", new_ts=0, old_ts=1)
+@example(new_id="c1:+1:0", old_id="c1:0:0", new_ts=0, old_ts=1)
+@example(new_id="c1:1: 0", old_id="c1:0:0", new_ts=0, old_ts=1)
+@example(new_id="c1:1:x", old_id="c1:1:", new_ts=0, old_ts=1)
+def test_RTP2b_D6_unparsable_ids_compare_by_timestamp_and_never_raise(
+    new_id: str, old_id: str, new_ts: int, old_ts: int
+) -> None:
+    """RTP2b / D6: for any ids, the member map and is_newer decide exactly as a plain
+    reference does: by position when both ids parse as ``c1:<digits>:<digits>``, otherwise by
+    timestamp, as for a synthesized message.  Nothing raises, whichever side is unparsable."""
+    expected = _expected_newer(new_id, new_ts, old_id, old_ts)
+    # Built directly: ``pm`` reads an empty id as "use the default id".
+    stored = PresenceMessage(
+        action=ENTER, client_id="a", connection_id="c1", id=old_id, timestamp=old_ts, data="old"
+    )
+    incoming = PresenceMessage(
+        action=UPDATE, client_id="a", connection_id="c1", id=new_id, timestamp=new_ts, data="new"
+    )
+    assert is_newer(incoming, stored) is expected
+    ps = with_members(stored)
+    out = ps.receive(presence(incoming), now=NOW)
+    assert actions(out) == ([("update", "a")] if expected else [])
+    assert ps.get()[0].data == ("new" if expected else "old")
+    expected_position = _expected_position(new_id, "c1")
+    assert position(new_id, "c1") == (expected_position or (NO_POSITION, 0))
 
 
 def test_RTP2b_unparsable_id_treated_as_synthesized() -> None:

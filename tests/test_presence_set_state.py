@@ -5,8 +5,12 @@ the UTS ``realtime_presence_channel_state`` spec where the cases are presence-le
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from typing import Any
 
+import attrs
 import pytest
 from hypothesis import given, strategies as st
 
@@ -313,25 +317,75 @@ def test_malformed_frames_raise_and_leave_snapshot_unchanged(frames: list[Protoc
 
 
 def _script(ps: PresenceSet) -> list[Any]:
+    """Every output and a few snapshots of a run through queueing, two syncs (the second with
+    several residual leaves), re-entry, the RTP19a clear and SUSPENDED."""
+    members = [pm(PRESENT, f"user{i}", f"conn{i % 4}", 1, data=i) for i in range(12)]
     outs: list[Any] = []
     outs.append(ps.enter({"a": [1, 2]}, now=NOW))
     outs.append(ps.receive(attached(has_presence=True), now=NOW))
-    outs.append(
-        ps.receive(sync("s:1", pm(PRESENT, "x", "c1", 1), pm(PRESENT, "y", "c2", 1)), now=NOW)
-    )
+    outs.append(ps.receive(sync("s:1", *members[:6]), now=NOW))
     outs.append(ps.receive(presence(pm(ENTER, "me", "myconn", 0, data={"a": [1, 2]})), now=NOW))
-    outs.append(ps.receive(sync("s:", pm(PRESENT, "z", "c3", 0)), now=NOW + 1))
-    outs.append(ps.receive(attached(), now=NOW + 2))
-    outs.append(ps.set_channel_state(S.SUSPENDED, now=NOW + 3))
+    outs.append(ps.receive(sync("s:", *members[6:], pm(PRESENT, "z", "c3", 0)), now=NOW + 1))
+    outs.append(ps.snapshot())
+    # D9: a non-resumed ATTACHED reruns the sync; listing two members leaves the rest residual.
+    outs.append(ps.receive(attached(has_presence=True), now=NOW + 2))
+    outs.append(ps.receive(sync("t:1", pm(PRESENT, "user5", "conn1", 2)), now=NOW + 3))
+    outs.append(ps.snapshot())
+    outs.append(ps.receive(sync("t:", pm(PRESENT, "user0", "conn0", 2)), now=NOW + 4))
+    outs.append(ps.receive(attached(), now=NOW + 5))
+    outs.append(ps.set_channel_state(S.SUSPENDED, now=NOW + 6))
     outs.append(ps.snapshot())
     return outs
 
 
-def test_determinism_same_inputs_equal_outputs() -> None:
-    """Determinism: two PresenceSets fed the same inputs give equal Outputs and snapshots."""
-    a = make_set(attach=False)
-    b = make_set(attach=False)
-    assert _script(a) == _script(b)
+def _stable(value: Any) -> str:
+    """``value`` written out so that it does not depend on the hash seed: the elements of a
+    set are sorted (set order is not the reducer's doing); lists, tuples, dicts and attrs
+    instances keep their order, because the reducer chose it."""
+    if isinstance(value, set | frozenset):
+        return "{" + ", ".join(sorted(_stable(v) for v in value)) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_stable(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_stable(k)}: {_stable(v)}" for k, v in value.items()) + "}"
+    if attrs.has(type(value)):
+        fields = (f"{f.name}={_stable(getattr(value, f.name))}" for f in attrs.fields(type(value)))
+        return f"{type(value).__name__}({', '.join(fields)})"
+    return repr(value)
+
+
+def _scripted_run() -> str:
+    """The script on a fresh set, written out stably (the child processes print this)."""
+    return _stable(_script(make_set(attach=False)))
+
+
+_HASH_SEEDS = ("0", "1", "12345")
+
+
+def test_determinism_same_inputs_equal_outputs_under_any_hash_seed() -> None:
+    """Determinism (D11): the same inputs give equal Outputs and snapshots, in one process and
+    in processes with different ``PYTHONHASHSEED`` values, so nothing depends on the order in
+    which a set of strings is iterated."""
+    assert _script(make_set(attach=False)) == _script(make_set(attach=False))
+    code = (
+        f"import sys; sys.path[:0] = {sys.path!r}; "
+        "from tests.test_presence_set_state import _scripted_run; print(_scripted_run())"
+    )
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", code],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for seed in _HASH_SEEDS
+    ]
+    results = [child.communicate(timeout=60) for child in children]
+    for child, (_, err) in zip(children, results, strict=True):
+        assert child.returncode == 0, err
+    expected = _scripted_run() + "\n"
+    assert [out for out, _ in results] == [expected] * len(_HASH_SEEDS)
 
 
 def test_ABSENT_never_visible_after_any_sync_step() -> None:
