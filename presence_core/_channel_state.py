@@ -158,7 +158,7 @@ TRANSITIONS: Final[dict[tuple[ChannelState, ChannelInput], Transition]] = {
     (_I, _In.ATTACH): _T("_h_send_attach", _AG, "RTL4: send ATTACH with the room's modes"),
     (_AG, _In.ATTACH): _T("_h_nothing", _AG, "RTL4h: the pending attach completes it"),
     (_AD, _In.ATTACH): _T("_h_nothing", _AD, "RTL4a: already attached"),
-    (_DG, _In.ATTACH): _T("_h_attach_after_detach", _DG, "RTL4h: ATTACH once detached"),
+    (_DG, _In.ATTACH): _T("_h_attach_after_detach", _DG, "RTL4h, D14: ATTACH once detached"),
     (_DD, _In.ATTACH): _T("_h_send_attach", _AG, "RTL4: attach again"),
     (_S, _In.ATTACH): _T("_h_send_attach", _AG, "RTL4: attach a suspended channel"),
     (_F, _In.ATTACH): _T("_h_send_attach", _AG, "RTL4g: attach a failed channel"),

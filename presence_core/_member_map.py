@@ -31,7 +31,7 @@ as ``own`` and this module calls ``own.observe(item)`` for each such item, in it
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 import attrs
@@ -391,10 +391,24 @@ class MemberMap:
         self.sync_id = None
         return tuple(events)
 
-    def clear_with_leaves(self, now: int) -> list[PresenceMessage]:
-        """RTP19a: a leave for every member, then an empty, complete set."""
-        events = [synthesized_leave(entry[0], now) for entry in self.members.values()]
+    def clear_with_leaves(
+        self, now: int, keep: Callable[[Key], bool] | None = None
+    ) -> list[PresenceMessage]:
+        """RTP19a: a leave for every member ``keep`` does not vouch for; the set is complete.
+
+        Without ``keep`` every member leaves and the set ends empty.
+        """
+        kept = [] if keep is None else [(k, e) for k, e in self.members.items() if keep(k)]
+        events = [
+            synthesized_leave(entry[0], now)
+            for key, entry in self.members.items()
+            if keep is None or not keep(key)
+        ]
         self.clear()
+        for key, entry in kept:
+            self.members[key] = entry
+            if self.by_client.setdefault(key[1], key[0]) is not key[0]:
+                self._index_many(key[1], key[0])
         return events
 
     def clear(self) -> None:

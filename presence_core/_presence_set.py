@@ -40,7 +40,7 @@ work) settle the operation with an :class:`~presence_core.OperationFailed` event
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final, TypeAlias
 
 import attrs
@@ -232,7 +232,7 @@ class PresenceSet:
         self._map = MemberMap()
         self._own = OwnMembers()
         self._ops = _Operations(channel)
-        # RTL4h: attach() while DETACHING waits for the detach to complete.
+        # RTL4h, D14: attach() while DETACHING waits for the detach to complete.
         self._attach_waiting = False
 
     # -- properties -------------------------------------------------------------------------
@@ -654,7 +654,8 @@ class PresenceSet:
         if message.has_flag(Flag.HAS_PRESENCE):
             self._map.start_sync(None)  # RTP1; D3 for a sync that was still running
         else:
-            events.extend(self._map.clear_with_leaves(now))  # RTP19a
+            vouched = _vouched(message.modes, self._connection_id, self._own)
+            events.extend(self._map.clear_with_leaves(now, vouched))  # RTP19a, D13
         return Output(tuple(events), self._flush_and_reenter(resumed))
 
     def _h_attached_resumed(
@@ -809,6 +810,22 @@ def _acting_client(
             )
         acting = client_id
     return acting
+
+
+def _vouched(
+    modes: ChannelMode, connection_id: str | None, own: OwnMembers
+) -> Callable[[tuple[str, str]], bool] | None:
+    """D13: which members an ATTACHED without HAS_PRESENCE keeps (RTP19a).
+
+    With PRESENCE_SUBSCRIBE granted (or no mode bits at all), none: the server would have
+    synced any member.  Without it the server sends no SYNC at all, so the ATTACHED says
+    nothing about who is present; only the members this client can vouch for stay: its own
+    connection's members that it means to be present (and re-enters or has in flight).
+    """
+    if not modes or modes & ChannelMode.PRESENCE_SUBSCRIBE:
+        return None
+    present = own.present_by_intent
+    return lambda key: key[0] == connection_id and present(key[1])
 
 
 def _attach_frame(channel: str, serial: str | None, options: RoomOptions) -> Send:

@@ -68,8 +68,11 @@ def sync(cursor: str | None, *items: PresenceMessage, **kw: Any) -> ProtocolMess
     )
 
 
-def attached(*, has_presence: bool = False, resumed: bool = False, **kw: Any) -> ProtocolMessage:
-    flags = 0xF0000
+def attached(
+    *, has_presence: bool = False, resumed: bool = False, modes: int = 0xF0000, **kw: Any
+) -> ProtocolMessage:
+    """An ATTACHED; ``modes`` are the granted mode bits (all four by default)."""
+    flags = modes
     if has_presence:
         flags |= Flag.HAS_PRESENCE
     if resumed:

@@ -560,3 +560,45 @@ def test_RTP17_out_of_order_ack_of_an_earlier_operation_does_not_override() -> N
     _ack(ps, update)
     _ack(ps, enter)
     assert ps.own_members[ME].data == 2
+
+
+def _without_presence_subscribe() -> PresenceSet:
+    """A room whose ATTACHED grants no PRESENCE_SUBSCRIBE, with our own member entered."""
+    ps = make_set(attach=False, options=RoomOptions(subscribe=False))
+    ps.attach(now=NOW)
+    ps.receive(attached(modes=0x30000), now=NOW)  # PRESENCE | PUBLISH, no PRESENCE_SUBSCRIBE
+    echo(ps, ps.enter("here", now=NOW))
+    return ps
+
+
+def test_RTP19a_D13_attached_without_presence_subscribe_keeps_own_members() -> None:
+    """D13: without PRESENCE_SUBSCRIBE the server never syncs, so an ATTACHED without
+    HAS_PRESENCE (after a resume) says nothing about who is present: the client's own member
+    stays, with no leave event, and is re-entered."""
+    ps = _without_presence_subscribe()
+    ps.set_channel_state(ChannelState.ATTACHING, now=NOW)
+    out = ps.receive(attached(resumed=True, modes=0x30000), now=NOW)
+    assert presence_events(out) == []
+    assert keys(ps) == {(MY_CONN, ME)}
+    (frame,) = sends(out)
+    assert [(p.action, p.client_id) for p in frame.message.presence or ()] == [(ENTER, ME)]
+
+
+def test_RTP19a_D13_without_presence_subscribe_other_members_still_leave() -> None:
+    """D13 vouches only for the current connection's members the user means to be present:
+    a member of an old connection id, or one the user has left, still gets its RTP19a leave."""
+    ps = _without_presence_subscribe()
+    ps.set_connection("newconn", client_id=ME, now=NOW)  # a failed resume: a new connection id
+    out = ps.receive(attached(modes=0x30000), now=NOW)
+    assert [(e.action, e.connection_id) for e in presence_events(out)] == [(LEAVE, MY_CONN)]
+    assert keys(ps) == set()
+
+
+def test_RTP19a_with_presence_subscribe_clears_own_members_with_leaves() -> None:
+    """RTP19a as specified when PRESENCE_SUBSCRIBE is granted: the server would have synced
+    any member, so every member leaves, our own included, and is then re-entered."""
+    ps = make_set()
+    echo(ps, ps.enter("here", now=NOW))
+    out = ps.receive(attached(), now=NOW)
+    assert [(e.action, e.client_id) for e in presence_events(out)] == [(LEAVE, ME)]
+    assert len(sends(out)) == 1

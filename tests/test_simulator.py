@@ -544,3 +544,26 @@ def test_RTL4h_convergence_check_catches_an_attach_that_overtakes_the_detach(
     sim = _detach_then_attach()
     assert [m.client_id for m in sim.server_members("r")] == ["alice"]
     assert any("'alice' left" in problem for problem in sim.check_convergence())
+
+
+def test_RTP17a_client_without_presence_subscribe_stays_present_across_a_resume() -> None:
+    """RTP17a + D13: a client without presence-subscribe sees its own member; after a resume
+    within the grace period it must not report itself absent while the server and its peers
+    still have it (the convergence check compares its own connection's members)."""
+    sim = Simulation(
+        seed=3,
+        clients=[
+            ClientSpec(client_id="alice", rooms=["r"], room_options=RoomOptions(subscribe=False)),
+            ClientSpec(client_id="bob", rooms=["r"]),
+        ],
+    )
+    sim.run_until_quiet(
+        [Enter(at=100, client="alice", room="r", data="a"), DropTransport(at=1000, client="alice")]
+    )
+    alice = sim.client("alice")
+    assert [m.client_id for m in alice.get("r")] == ["alice"]
+    assert [(e.action, e.client_id) for e in alice.presence_events("r")] == [
+        (PresenceAction.ENTER, "alice")
+    ]
+    assert [m.client_id for m in sim.server_members("r")] == ["alice"]
+    sim.assert_converged()

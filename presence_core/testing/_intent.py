@@ -12,11 +12,13 @@ world that follows from what it asked for.  Three things are checked, for every 
    final set is right.  A DETACHED or FAILED room drops its members without events (RTP5a),
    so the tracked set is emptied there too.
 
-2. Its view equals the server's.  In every ATTACHED room with ``subscribe`` (RTP17a: a
-   client that does not subscribe tracks only its own members), ``get()`` equals the members
-   the server holds, compared as (clientId, connectionId, data).  Once quiet, the server's
-   latest PRESENCE frames and SYNC have reached the client, so any difference is a lost or
-   misapplied change.
+2. Its view equals the server's.  In every ATTACHED room with ``subscribe``, ``get()`` equals
+   the members the server holds, compared as (clientId, connectionId, data).  Once quiet, the
+   server's latest PRESENCE frames and SYNC have reached the client, so any difference is a
+   lost or misapplied change.  A room without ``subscribe`` receives only its own
+   connection's presence (RTP17a), so there ``get()`` equals the members the server holds
+   for the client's current connection: a client must not report itself absent while the
+   server and its peers still have it, nor present when they do not.
 
 3. Its intents hold on the server.  For every (room, clientId) the client acted for, the
    latest *settled* operation decides what the server must hold on the client's current
@@ -232,9 +234,13 @@ class IntentModel:
                         f"{name}: events in {channel} add up to {sorted(seen.items())}, "
                         f"get() is {sorted(got.items())}"
                     )
-                if presence.state is ChannelState.ATTACHED and presence.options.subscribe:
+                if presence.state is ChannelState.ATTACHED:
                     mine = sorted(map(_member_key, members))
-                    theirs = sorted(map(_member_key, server.members(channel)))
+                    theirs = sorted(
+                        _member_key(m)
+                        for m in server.members(channel)
+                        if presence.options.subscribe or m.connection_id == conn_id
+                    )
                     if mine != theirs:
                         problems.append(
                             f"{name}: get() in {channel} is {mine}, the server has {theirs}"
