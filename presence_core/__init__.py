@@ -49,6 +49,7 @@ from presence_core._output import (
     SendPresence as SendPresence,
 )
 from presence_core._presence_set import (
+    ChannelSettings as ChannelSettings,
     PresenceMember as PresenceMember,
     PresenceSet as PresenceSet,
     PresenceSnapshot as PresenceSnapshot,
@@ -114,6 +115,7 @@ __all__ = [
     "Output",
     # the reducers
     "RoomOptions",
+    "ChannelSettings",
     "PresenceMember",
     "PresenceSnapshot",
     "PresenceSet",

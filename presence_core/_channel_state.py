@@ -4,8 +4,8 @@ Rules of this module:
 
 * :data:`TRANSITIONS` is the only place that decides which inputs a state accepts and which
   state follows.  Each row names the rule it implements.  A handler is the name of a
-  :class:`~presence_core.PresenceSet` method; it runs after the state has moved, receives the
-  previous state and the input's payload, and produces the Output (events, frames to send).
+  :class:`~presence_core._channel_machine.ChannelMachine` method; it runs after the state has
+  moved, receives the previous state and the input's payload, and produces the Output.
 * A (state, input) pair missing from the table is refused in the way its input's kind defines
   (:data:`REFUSAL`), and nothing changes:
   - a user call (attach, detach, enter, update, leave) raises
@@ -19,8 +19,10 @@ Rules of this module:
   HAS_PRESENCE only for what the handler does (RTP1 or RTP19a).
 * A handler may feed one follow-up input: a DETACHING channel that completes its detach runs
   the attach that waited for it (RTL4h), from DETACHED.
-* Timers will enter as inputs of their own (the attach and detach timeouts, and the retry of a
-  SUSPENDED channel) with rows of their own.
+* The channel's timer is one input, TIMEOUT, with a row per state that keeps a timer: the
+  attach timeout (RTL4f), the detach timeout (RTL5f) and the retry of a SUSPENDED channel
+  (RTL13b).  When the timer is set and cleared is the rule of
+  :mod:`presence_core._channel_machine`.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ class InputKind(enum.Enum):
     FRAME = "frame"
     #: A channel-state change that a connection state causes (RTL3): nothing happens.
     LOCAL = "local"
+    #: The channel's timer came due: nothing happens.
+    TIMER = "timer"
 
 
 class ChannelInput(enum.Enum):
@@ -64,6 +68,7 @@ class ChannelInput(enum.Enum):
     TO_SUSPENDED = "local suspended"
     TO_DETACHED = "local detached"
     TO_FAILED = "local failed"
+    TIMEOUT = "timeout"
 
     @property
     def kind(self) -> InputKind:
@@ -102,6 +107,7 @@ _KINDS: Final = {
         ),
         InputKind.LOCAL,
     ),
+    ChannelInput.TIMEOUT: InputKind.TIMER,
 }
 
 #: The local channel-state targets :meth:`PresenceSet.set_channel_state` accepts (RTL3).
@@ -126,10 +132,14 @@ def attached_input(*, resumed: bool, has_presence: bool) -> ChannelInput:
 
 @attrs.frozen
 class Transition:
-    """One cell of the table: what runs, the state that follows, and the rule it implements."""
+    """One cell of the table: what runs, the state that follows, and the rule it implements.
+
+    ``next_state`` is ``None`` in one cell only, the detach timeout (RTL5f): the channel goes
+    back to the state its detach started from.
+    """
 
     handler: str
-    next_state: ChannelState
+    next_state: ChannelState | None
     rule: str
 
 
@@ -138,6 +148,7 @@ REFUSAL: Final = {
     InputKind.USER: "raise UsageError(code=90001); nothing changes",
     InputKind.FRAME: "a FrameIgnored event; nothing changes",
     InputKind.LOCAL: "an empty Output; nothing changes",
+    InputKind.TIMER: "an empty Output; nothing changes",
 }
 
 _I: Final = ChannelState.INITIALIZED
@@ -233,6 +244,10 @@ TRANSITIONS: Final[dict[tuple[ChannelState, ChannelInput], Transition]] = {
         )
         for state in (_AG, _AD, _S)
     },
+    # -- the channel's timer -----------------------------------------------------------------
+    (_AG, _In.TIMEOUT): _T("_h_attach_timeout", _S, "RTL4f: no ATTACHED in time, 90007"),
+    (_DG, _In.TIMEOUT): _T("_h_detach_timeout", None, "RTL5f: no DETACHED in time, 90007"),
+    (_S, _In.TIMEOUT): _T("_h_send_attach", _AG, "RTL13b: attach again after the retry timeout"),
     (_DG, _In.TO_DETACHED): _T("_h_detached", _DD, "RTL3b: detach complete, RTP5a, then RTL4h"),
     (_DG, _In.TO_FAILED): _T("_h_clear", _F, "RTL3a: connection failed, RTP5a"),
 }

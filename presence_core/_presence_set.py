@@ -40,22 +40,28 @@ work) settle the operation with an :class:`~presence_core.OperationFailed` event
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Final, TypeAlias
+from collections.abc import Iterable, Sequence
+from typing import Any, Final
 
 import attrs
 
+from presence_core._channel_machine import (
+    ChannelMachine,
+    ChannelSettings,
+    Request,
+    RoomOptions,
+    ignored,
+    reentry_failed,
+    send_presence,
+)
 from presence_core._channel_state import (
     LOCAL_INPUTS,
-    TRANSITIONS,
     ChannelInput,
-    InputKind,
     attached_input,
 )
 from presence_core._codec import check_outgoing
 from presence_core._errors import ProtocolError, UsageError
 from presence_core._member_map import (
-    MemberMap,
     PresenceMember,
     checked_items,
     normalized_items,
@@ -64,19 +70,13 @@ from presence_core._member_map import (
 from presence_core._output import (
     EMPTY_OUTPUT,
     ChannelState,
-    ChannelStateChanged,
     Event,
-    FrameIgnored,
     Operation,
     OperationFailed,
     OperationSucceeded,
     Output,
-    ReentryFailed,
-    Send,
-    SendPresence,
     events_output,
 )
-from presence_core._own_members import OwnMembers
 from presence_core._wire import (
     ChannelMode,
     ErrorInfo,
@@ -87,29 +87,7 @@ from presence_core._wire import (
     ProtocolMessage,
 )
 
-__all__ = ["RoomOptions", "PresenceMember", "PresenceSet", "PresenceSnapshot"]
-
-
-@attrs.frozen(kw_only=True)
-class RoomOptions:
-    """Room options: the permission to enter presence, and to receive presence events.
-
-    ``enter`` and ``subscribe`` both default to true and become explicit ATTACH mode flags:
-    PUBLISH | SUBSCRIBE, plus PRESENCE if ``enter``, plus PRESENCE_SUBSCRIBE if ``subscribe``.
-    """
-
-    enter: bool = True
-    subscribe: bool = True
-
-    @property
-    def modes(self) -> ChannelMode:
-        """The ATTACH mode flags: PUBLISH | SUBSCRIBE, plus PRESENCE and PRESENCE_SUBSCRIBE."""
-        modes = ChannelMode.PUBLISH | ChannelMode.SUBSCRIBE
-        if self.enter:
-            modes |= ChannelMode.PRESENCE
-        if self.subscribe:
-            modes |= ChannelMode.PRESENCE_SUBSCRIBE
-        return modes
+__all__ = ["RoomOptions", "ChannelSettings", "PresenceMember", "PresenceSet", "PresenceSnapshot"]
 
 
 @attrs.frozen(kw_only=True)
@@ -139,101 +117,18 @@ _A_ERROR: Final = int(ProtocolAction.ERROR)
 _ATTACHED: Final = ChannelState.ATTACHED
 _OP_INPUTS: Final = {_ENTER: ChannelInput.ENTER, _UPDATE: ChannelInput.UPDATE}
 
-#: A user's presence request: (action, clientId argument, the clientId acted for, data, extras).
-_Request: TypeAlias = tuple[PresenceAction, str | None, str | None, Any, dict[str, Any] | None]
 
-
-class _Operations:
-    """A room's operation handles, and the user operations waiting for ATTACHED (RTP16b)."""
-
-    __slots__ = ("channel", "next_id", "queued")
-
-    def __init__(self, channel: str) -> None:
-        self.channel = channel
-        self.next_id = 1
-        self.queued: list[tuple[Operation, PresenceMessage]] = []
-
-    def new(
-        self, action: PresenceAction, client_id: str | None, *, reentry: bool = False
-    ) -> Operation:
-        """A handle with the next id, unique within the room."""
-        op = Operation(
-            id=self.next_id,
-            channel=self.channel,
-            action=action,
-            client_id=client_id,
-            reentry=reentry,
-        )
-        self.next_id += 1
-        return op
-
-    def from_request(self, request: _Request) -> tuple[Operation, PresenceMessage]:
-        """A handle and the PRESENCE item for a user's request."""
-        action, client_id, _, data, extras = request
-        op = self.new(action, client_id)
-        return op, PresenceMessage(action=action, client_id=client_id, data=data, extras=extras)
-
-    def queue(self, request: _Request) -> Operation:
-        """Queue a user's request until ATTACHED; return its handle."""
-        op, item = self.from_request(request)
-        self.queued.append((op, item))
-        return op
-
-    def take_queued(self) -> list[tuple[Operation, PresenceMessage]]:
-        """The queued operations, in order, leaving the queue empty."""
-        queued, self.queued = self.queued, []
-        return queued
-
-    def fail_queued(self, error: ErrorInfo) -> tuple[Event, ...]:
-        """RTL11: every queued operation fails with ``error``."""
-        return tuple(OperationFailed(operation=op, error=error) for op, _ in self.take_queued())
-
-
-class PresenceSet:
+class PresenceSet(ChannelMachine):
     """Deterministic presence reducer for one channel.  See the module docstring.
 
     Args:
         channel: The channel name (for a Chat room ``R``, ``R::$chat``).
         client_id: The library's clientId if already known (``None`` until CONNECTED tells).
         options: The room options; defaults to entering and subscribing allowed.
+        settings: The channel's timeouts; :class:`ChannelSettings` defaults otherwise.
     """
 
-    __slots__ = (
-        "_attach_waiting",
-        "_channel",
-        "_channel_serial",
-        "_client_id",
-        "_connection_id",
-        "_granted_modes",
-        "_map",
-        "_ops",
-        "_options",
-        "_own",
-        "_state",
-    )
-
-    def __init__(
-        self,
-        channel: str,
-        *,
-        client_id: str | None = None,
-        options: RoomOptions | None = None,
-    ) -> None:
-        if type(channel) is not str or not channel:
-            raise UsageError("channel name must be a non-empty string", code=40010)
-        self._channel = channel
-        self._client_id = client_id
-        self._options = options if options is not None else RoomOptions()
-        self._state = ChannelState.INITIALIZED
-        self._connection_id: str | None = None
-        self._granted_modes: ChannelMode | None = None
-        # RTL15b: the last channelSerial seen on ATTACHED/PRESENCE, sent back in ATTACH.
-        self._channel_serial: str | None = None
-        self._map = MemberMap()
-        self._own = OwnMembers()
-        self._ops = _Operations(channel)
-        # RTL4h, D14: attach() while DETACHING waits for the detach to complete.
-        self._attach_waiting = False
+    __slots__ = ()
 
     # -- properties -------------------------------------------------------------------------
     @property
@@ -325,7 +220,7 @@ class PresenceSet:
             else:
                 items = checked_items(message)
             if self._state is not _ATTACHED:
-                return _ignored(message, "channel not attached")
+                return ignored(message, "channel not attached")
             if message.channel_serial is not None:
                 self._channel_serial = message.channel_serial
             if len(items) == 1:
@@ -350,7 +245,7 @@ class PresenceSet:
             return self._transition(ChannelInput.DETACHED, message.error, message, now)
         if action == _A_ERROR:
             return self._transition(ChannelInput.ERROR, message.error, message, now)
-        return _ignored(message, "action not handled by presence")
+        return ignored(message, "action not handled by presence")
 
     def _on_sync(self, message: ProtocolMessage, now: int) -> Output:
         serial = message.channel_serial
@@ -363,7 +258,7 @@ class PresenceSet:
             sync_id, _, cursor = serial.partition(":")
         items = checked_items(message)
         if self._state is not _ATTACHED:
-            return _ignored(message, "channel not attached")
+            return ignored(message, "channel not attached")
         events = self._map.sync_page(
             sync_id,
             items,
@@ -498,7 +393,7 @@ class PresenceSet:
         acting = _acting_client(
             action, client_id, self._client_id, self._connection_id, self._options
         )
-        request: _Request = (action, client_id, acting, data, extras)
+        request: Request = (action, client_id, acting, data, extras)
         if action is _LEAVE and not self._options.enter:
             # Without the permission to enter nobody is present here: nothing to leave.
             return self._h_leave_noop(self._state, None, request, now)
@@ -530,7 +425,7 @@ class PresenceSet:
             ops = [self._ops.new(_ENTER, item.client_id, reentry=True) for item in reentries]
             for op, item in zip(ops, reentries, strict=True):
                 self._track(op, item)
-            return Output(tuple(events), (_send_presence(self._channel, reentries, ops),))
+            return Output(tuple(events), (send_presence(self._channel, reentries, ops),))
         return Output(tuple(events)) if events else EMPTY_OUTPUT
 
     def reject(self, operations: Iterable[Operation], error: ErrorInfo, *, now: int) -> Output:
@@ -550,196 +445,26 @@ class PresenceSet:
                 continue
             events.append(OperationFailed(operation=op, error=error))
             if op.reentry:
-                events.extend(_reentry_failed(self._channel, self._state, op, error))
+                events.extend(reentry_failed(self._channel, self._state, op, error))
         return Output(tuple(events)) if events else EMPTY_OUTPUT
 
-    # -- the channel state table ------------------------------------------------------------
-    def _transition(
-        self, input: ChannelInput, reason: ErrorInfo | None, payload: Any, now: int
-    ) -> Output:
-        """Look the input up in the channel state table, move the state, run the handler."""
-        previous = self._state
-        cell = TRANSITIONS.get((previous, input))
-        if cell is None:
-            kind = input.kind
-            if kind is InputKind.USER:
-                raise UsageError(
-                    f"cannot {input.value} on channel {self._channel!r} in state {previous.value}",
-                    code=90001,
-                )
-            if kind is InputKind.FRAME:
-                return _ignored(payload, f"{input.value} while {previous.value}")
-            return EMPTY_OUTPUT
-        self._state = cell.next_state
-        try:
-            output: Output = getattr(self, cell.handler)(previous, reason, payload, now)
-        except BaseException:
-            self._state = previous  # a handler that refuses leaves the state as it was
-            raise
-        return output
+    # -- time -------------------------------------------------------------------------------
+    def next_deadline(self) -> int | None:
+        """The ``now`` at which :meth:`tick` has something to do, or ``None``.
 
-    def _h_nothing(self, previous: ChannelState, reason: Any, payload: Any, now: int) -> Output:
-        return EMPTY_OUTPUT
+        The channel has one timer: the attach timeout while ATTACHING (RTL4f), the detach
+        timeout while DETACHING (RTL5f), and the retry while SUSPENDED (RTL13b).
+        """
+        return self._deadline
 
-    def _h_send_attach(self, previous: ChannelState, reason: Any, payload: Any, now: int) -> Output:
-        return Output(
-            (self._changed(previous, reason),),
-            (_attach_frame(self._channel, self._channel_serial, self._options),),
-        )
+    def tick(self, *, now: int) -> Output:
+        """Fire the channel's timer if ``now`` has reached :meth:`next_deadline`.
 
-    def _h_resend_attach(
-        self, previous: ChannelState, reason: Any, payload: Any, now: int
-    ) -> Output:
-        return Output(commands=(_attach_frame(self._channel, self._channel_serial, self._options),))
-
-    def _h_send_detach(self, previous: ChannelState, reason: Any, payload: Any, now: int) -> Output:
-        return Output((self._changed(previous, reason),), (_detach_frame(self._channel),))
-
-    def _h_resend_detach(
-        self, previous: ChannelState, reason: Any, payload: Any, now: int
-    ) -> Output:
-        return Output(commands=(_detach_frame(self._channel),))
-
-    def _h_suspend(self, previous: ChannelState, reason: Any, payload: Any, now: int) -> Output:
-        """RTP5f, RTL11: fail queued operations and keep both maps."""
-        return Output((self._changed(previous, reason), *self._fail_queued(reason)))
-
-    def _h_clear(self, previous: ChannelState, reason: Any, payload: Any, now: int) -> Output:
-        """RTP5a, RTL11: fail queued operations and clear both maps, with no leave events."""
-        self._attach_waiting = False
-        failed = self._fail_queued(reason)
-        self._map.clear()
-        self._own.clear()
-        self._channel_serial = None  # RTL15b2
-        return Output((self._changed(previous, reason), *failed))
-
-    def _h_attach_after_detach(
-        self, previous: ChannelState, reason: Any, payload: Any, now: int
-    ) -> Output:
-        self._attach_waiting = True
-        return EMPTY_OUTPUT
-
-    def _h_cancel_attach(
-        self, previous: ChannelState, reason: Any, payload: Any, now: int
-    ) -> Output:
-        self._attach_waiting = False
-        return EMPTY_OUTPUT
-
-    def _h_detached(self, previous: ChannelState, reason: Any, payload: Any, now: int) -> Output:
-        """The detach completed: RTP5a, then the attach that waited for it (RTL4h)."""
-        waiting = self._attach_waiting
-        cleared = self._h_clear(previous, reason, payload, now)
-        if not waiting:
-            return cleared
-        attached = self._transition(ChannelInput.ATTACH, None, None, now)
-        return Output(cleared.events + attached.events, cleared.commands + attached.commands)
-
-    def _h_attached(
-        self, previous: ChannelState, reason: Any, message: ProtocolMessage, now: int
-    ) -> Output:
-        """RTP1 or RTP19a, then queued operations and re-entries in one frame (D9/D10)."""
-        resumed = message.has_flag(Flag.RESUMED)
-        self._granted_modes = message.modes
-        if message.channel_serial is not None:
-            self._channel_serial = message.channel_serial
-        events: list[Event] = [
-            ChannelStateChanged(
-                channel=self._channel,
-                previous=previous,
-                current=_ATTACHED,
-                reason=reason,
-                resumed=resumed,
-            )
-        ]
-        if message.has_flag(Flag.HAS_PRESENCE):
-            self._map.start_sync(None)  # RTP1; D3 for a sync that was still running
-        else:
-            vouched = _vouched(message.modes, self._connection_id, self._own)
-            events.extend(self._map.clear_with_leaves(now, vouched))  # RTP19a, D13
-        return Output(tuple(events), self._flush_and_reenter(resumed))
-
-    def _h_attached_resumed(
-        self, previous: ChannelState, reason: Any, message: ProtocolMessage, now: int
-    ) -> Output:
-        """RTL12, RTP17i: continuity kept; only the granted modes and serial are new."""
-        self._granted_modes = message.modes
-        if message.channel_serial is not None:
-            self._channel_serial = message.channel_serial
-        return EMPTY_OUTPUT
-
-    def _h_send_operation(
-        self, previous: ChannelState, reason: Any, request: _Request, now: int
-    ) -> Output:
-        op, item = self._ops.from_request(request)
-        self._track(op, item)
-        return Output(commands=(_send_presence(self._channel, (item,), (op,)),), operation=op)
-
-    def _h_queue(self, previous: ChannelState, reason: Any, request: _Request, now: int) -> Output:
-        return Output(operation=self._ops.queue(request))
-
-    def _h_queue_and_attach(
-        self, previous: ChannelState, reason: Any, request: _Request, now: int
-    ) -> Output:
-        return Output(
-            (self._changed(previous, None),),
-            (_attach_frame(self._channel, self._channel_serial, self._options),),
-            operation=self._ops.queue(request),
-        )
-
-    def _h_leave_noop(
-        self, previous: ChannelState, reason: Any, request: _Request, now: int
-    ) -> Output:
-        op = self._ops.new(request[0], request[1])
-        return Output((OperationSucceeded(operation=op),), operation=op)
-
-    def _h_leave_by_intent(
-        self, previous: ChannelState, reason: Any, request: _Request, now: int
-    ) -> Output:
-        """Rule 5 in :mod:`presence_core._own_members`: refused only while present."""
-        if self._own.present_by_intent(request[2]):
-            raise UsageError(
-                f"cannot leave presence on channel {self._channel!r} in state {previous.value}",
-                code=90001,
-            )
-        return self._h_leave_noop(previous, reason, request, now)
-
-    # -- helpers ----------------------------------------------------------------------------
-    def _flush_and_reenter(self, resumed: bool) -> tuple[SendPresence, ...]:
-        """RTP5b and rule 2 of :mod:`presence_core._own_members`: queued ops first."""
-        ops: list[Operation] = []
-        items: list[PresenceMessage] = []
-        acted: set[str | None] = set()
-        for op, item in self._ops.take_queued():
-            ops.append(op)
-            items.append(item)
-            acted.add(op.client_id if op.client_id is not None else self._client_id)
-        for item in self._own.reentries(acted, resumed=resumed, connection_id=self._connection_id):
-            ops.append(self._ops.new(_ENTER, item.client_id, reentry=True))
-            items.append(item)
-        if not ops:
-            return ()
-        for op, item in zip(ops, items, strict=True):
-            self._track(op, item)
-        return (_send_presence(self._channel, items, ops),)
-
-    def _fail_queued(self, reason: ErrorInfo | None) -> tuple[Event, ...]:
-        error = reason or ErrorInfo(
-            code=90001,
-            status_code=400,
-            message=f"channel {self._channel!r} became {self._state.value}",
-        )
-        return self._ops.fail_queued(error)
-
-    def _track(self, op: Operation, item: PresenceMessage) -> None:
-        client = op.client_id if op.client_id is not None else self._client_id
-        if client == "*":
-            client = None  # a wildcard identity cannot be re-entered (RTP8j)
-        self._own.track(op, client, item)
-
-    def _changed(self, previous: ChannelState, reason: ErrorInfo | None) -> ChannelStateChanged:
-        return ChannelStateChanged(
-            channel=self._channel, previous=previous, current=self._state, reason=reason
-        )
+        A timed-out attach makes the channel SUSPENDED with error 90007 and fails the queued
+        operations; a timed-out detach returns the channel to the state it came from; a
+        SUSPENDED channel attaches again.
+        """
+        return self._tick(now)
 
     # -- queries ----------------------------------------------------------------------------
     def get(
@@ -777,6 +502,7 @@ class PresenceSet:
                 ("channel_serial", self._channel_serial),
                 ("next_op", self._ops.next_id),
                 ("attach_waiting", self._attach_waiting),
+                ("timer", (self._deadline, self._detach_from)),
                 *self._own.extra(),
             ),
         )
@@ -810,69 +536,3 @@ def _acting_client(
             )
         acting = client_id
     return acting
-
-
-def _vouched(
-    modes: ChannelMode, connection_id: str | None, own: OwnMembers
-) -> Callable[[tuple[str, str]], bool] | None:
-    """D13: which members an ATTACHED without HAS_PRESENCE keeps (RTP19a).
-
-    With PRESENCE_SUBSCRIBE granted (or no mode bits at all), none: the server would have
-    synced any member.  Without it the server sends no SYNC at all, so the ATTACHED says
-    nothing about who is present; only the members this client can vouch for stay: its own
-    connection's members that it means to be present (and re-enters or has in flight).
-    """
-    if not modes or modes & ChannelMode.PRESENCE_SUBSCRIBE:
-        return None
-    present = own.present_by_intent
-    return lambda key: key[0] == connection_id and present(key[1])
-
-
-def _attach_frame(channel: str, serial: str | None, options: RoomOptions) -> Send:
-    return Send(
-        message=ProtocolMessage(
-            action=ProtocolAction.ATTACH,
-            channel=channel,
-            channel_serial=serial,
-            flags=int(options.modes),
-        )
-    )
-
-
-def _detach_frame(channel: str) -> Send:
-    return Send(message=ProtocolMessage(action=ProtocolAction.DETACH, channel=channel))
-
-
-def _send_presence(
-    channel: str, items: Sequence[PresenceMessage], ops: Sequence[Operation]
-) -> SendPresence:
-    return SendPresence(
-        message=ProtocolMessage(
-            action=ProtocolAction.PRESENCE, channel=channel, presence=tuple(items)
-        ),
-        operations=tuple(ops),
-    )
-
-
-def _reentry_failed(
-    channel: str, state: ChannelState, op: Operation, error: ErrorInfo
-) -> tuple[Event, Event]:
-    """RTP17e: error 91004 naming the clientId, as an event and as a channel update."""
-    client = op.client_id or ""
-    reason = ErrorInfo(
-        code=91004,
-        status_code=400,
-        message=f"automatic re-entry of clientId {client!r} on channel {channel!r} failed: "
-        f"{error.message}",
-        cause=error,
-    )
-    return (
-        ReentryFailed(channel=channel, client_id=client, error=reason),
-        ChannelStateChanged(
-            channel=channel, previous=state, current=state, reason=reason, resumed=True
-        ),
-    )
-
-
-def _ignored(message: ProtocolMessage, reason: str) -> Output:
-    return Output((FrameIgnored(message=message, reason=reason),))

@@ -14,11 +14,13 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from presence_core import (
+    ChannelSettings,
     ChannelState,
     ChannelStateChanged,
     ErrorInfo,
     FrameIgnored,
     Operation,
+    OperationFailed,
     Output,
     PresenceSet,
     ProtocolAction,
@@ -35,7 +37,18 @@ from presence_core._channel_state import (
     InputKind,
     attached_input,
 )
-from tests.presence_set_support import CH, NOW, attached, detached, echo, make_set, state_of
+from tests.presence_set_support import (
+    CH,
+    ENTER,
+    NOW,
+    attached,
+    detached,
+    echo,
+    make_set,
+    pm,
+    presence,
+    state_of,
+)
 
 S = ChannelState
 ERROR = ErrorInfo(code=90000, status_code=400, message="channel error")
@@ -70,6 +83,9 @@ def apply(ps: PresenceSet, inp: ChannelInput) -> Output:
         return ps.receive(detached(), now=NOW)
     if inp is ChannelInput.ERROR:
         return ps.receive(_error_frame(), now=NOW)
+    if inp is ChannelInput.TIMEOUT:
+        deadline = ps.next_deadline()
+        return ps.tick(now=NOW if deadline is None else deadline)
     if inp.kind is InputKind.FRAME:
         return ps.receive(_attached_frame(inp), now=NOW)
     (target,) = [state for state, local in LOCAL_INPUTS.items() if local is inp]
@@ -154,6 +170,7 @@ EXPECTED = {
     ChannelInput.TO_SUSPENDED: "- S! S! - - - -",
     ChannelInput.TO_DETACHED: "- DD! DD! DD! - DD! -",
     ChannelInput.TO_FAILED: "- F! F! F! - F! -",
+    ChannelInput.TIMEOUT: "- S! - AD! - AG!+A -",
 }
 SHORT = {
     S.INITIALIZED: "I",
@@ -189,7 +206,7 @@ def test_channel_state_table_every_pair(state: ChannelState, inp: ChannelInput) 
         check_refused(ps, inp)
         return
     assert outcome(ps, apply(ps, inp)) == expected, cell.rule
-    assert ps.state is cell.next_state
+    assert ps.state is (cell.next_state or S.ATTACHED)  # REACH detaches from ATTACHED
 
 
 def test_channel_state_table_rows_name_their_rule_and_handler() -> None:
@@ -232,6 +249,8 @@ class ChannelWalk(RuleBasedStateMachine):
         self.unacked: list[Operation] = []
         # RTL4h, modelled apart from the reducer: attach() while DETACHING waits for the detach.
         self.attach_waiting = False
+        # RTL5f: the state a detach started from, where a timed-out detach returns.
+        self.detach_from = S.ATTACHED
 
     @rule(inp=st.sampled_from(ChannelInput))
     def step(self, inp: ChannelInput) -> None:
@@ -253,7 +272,9 @@ class ChannelWalk(RuleBasedStateMachine):
             assert refused.code == 90001
             assert self.ps.snapshot() == before
             return
-        expected = cell.next_state
+        expected = cell.next_state if cell.next_state is not None else self.detach_from
+        if inp is ChannelInput.DETACH and expected is S.DETACHING and state is not S.DETACHING:
+            self.detach_from = state
         if state is S.DETACHING:
             if inp is ChannelInput.ATTACH:
                 self.attach_waiting = True
@@ -339,3 +360,59 @@ def test_RTL4h_detach_again_drops_the_waiting_attach() -> None:
     ps.detach(now=NOW)
     ps.receive(detached(), now=NOW)
     assert ps.state is S.DETACHED
+
+
+def test_RTL4f_attach_timeout_suspends_and_fails_queued_operations() -> None:
+    """RTL4f: no ATTACHED within the request timeout: SUSPENDED with 90007, and the queued
+    operations fail with that error (RTL11)."""
+    ps = make_set(attach=False)
+    queued = ps.enter("x", now=NOW).operation
+    assert ps.next_deadline() == NOW + 10_000
+    assert not ps.tick(now=NOW + 9_999)
+    out = ps.tick(now=NOW + 10_000)
+    assert ps.state is S.SUSPENDED
+    (changed, failed) = out.events
+    assert isinstance(changed, ChannelStateChanged)
+    assert changed.reason is not None
+    assert changed.reason.code == 90007
+    assert failed == OperationFailed(operation=queued, error=changed.reason)  # type: ignore[arg-type]
+
+
+def test_RTL5f_detach_timeout_returns_to_the_previous_state() -> None:
+    """RTL5f: no DETACHED within the request timeout: back to ATTACHED, members kept."""
+    ps = make_set()
+    ps.receive(presence(pm(ENTER, "bob", "c2")), now=NOW)
+    ps.detach(now=NOW)
+    out = ps.tick(now=NOW + 10_000)
+    assert [(e.previous, e.current) for e in out.events if isinstance(e, ChannelStateChanged)] == [
+        (S.DETACHING, S.ATTACHED)
+    ]
+    assert state_of(ps) is S.ATTACHED
+    assert ps.next_deadline() is None
+    assert [m.client_id for m in ps.get()] == ["bob"]
+
+
+def test_RTL13b_suspended_channel_attaches_again_after_the_retry_timeout() -> None:
+    """RTL13b: a SUSPENDED channel sends ATTACH again after channelRetryTimeout, and a
+    custom ChannelSettings changes both timeouts."""
+    ps = PresenceSet(
+        CH, client_id="me", settings=ChannelSettings(request_timeout=500, channel_retry_timeout=700)
+    )
+    ps.set_connection("conn", client_id="me", now=NOW)
+    ps.attach(now=NOW)
+    ps.receive(detached(), now=NOW + 1)  # the attach was refused: SUSPENDED (RTL13b)
+    assert ps.next_deadline() == NOW + 701
+    out = ps.tick(now=NOW + 701)
+    assert [c.message.action for c in out.commands if isinstance(c, Send)] == [
+        ProtocolAction.ATTACH
+    ]
+    assert state_of(ps) is S.ATTACHING
+    assert ps.next_deadline() == NOW + 1_201
+
+
+def test_channel_timer_only_in_attaching_detaching_and_suspended() -> None:
+    """The channel keeps a timer exactly while ATTACHING, DETACHING or SUSPENDED."""
+    for state, build in REACH.items():
+        ps = build()
+        has_timer = state in (S.ATTACHING, S.DETACHING, S.SUSPENDED)
+        assert (ps.next_deadline() is not None) == has_timer, state

@@ -64,7 +64,7 @@ def _pos(m: PresenceMessage) -> tuple[int, int] | None:
     if not m.id.startswith(prefix):
         return None
     parts = m.id[len(prefix) :].split(":")
-    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+    if len(parts) != 2 or not all(p.isascii() and p.isdecimal() for p in parts):
         return None
     return int(parts[0]), int(parts[1])
 
