@@ -200,8 +200,8 @@ class ChannelMachine:
         self._granted_modes: ChannelMode | None = None
         # RTL15b: the last channelSerial seen on ATTACHED/PRESENCE, sent back in ATTACH.
         self._channel_serial: str | None = None
-        self._map = MemberMap()
         self._own = OwnMembers()
+        self._map = MemberMap(self._own)
         self._ops = _Operations(channel)
         # RTL4h, D14: attach() while DETACHING waits for the detach to complete.
         self._attach_waiting = False

@@ -25,8 +25,9 @@ Rules of this module:
 * Items reach this module validated and TP3-inherited (:func:`checked_items`); nothing here
   raises after a change has started, so a frame is applied whole or not at all.
 
-Items from the channel's own connection also feed the own-member map; the caller passes it in
-as ``own`` and this module calls ``own.observe(item)`` for each such item, in item order.
+Items from the channel's own connection (``own_connection``, kept current by the room) also
+feed the own-member map: this module calls ``own.observe(item)`` for each such item, in item
+order.
 """
 
 from __future__ import annotations
@@ -185,9 +186,21 @@ def picture(message: PresenceMessage) -> tuple[Any, ...]:
 class MemberMap:
     """The visible members of one channel, the tombstones, the clientId index and the sync."""
 
-    __slots__ = ("by_client", "members", "residual", "sync_id", "syncing", "tombstones")
+    __slots__ = (
+        "by_client",
+        "members",
+        "own",
+        "own_connection",
+        "residual",
+        "sync_id",
+        "syncing",
+        "tombstones",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, own: OwnMembers) -> None:
+        #: The own-member map that items from ``own_connection`` feed (RTP17b).
+        self.own = own
+        self.own_connection: str | None = None
         #: RTP2: the visible members only.
         self.members: dict[Key, Entry] = {}
         #: RTP2h2a: ABSENT tombstones, kept while a sync runs.
@@ -202,9 +215,7 @@ class MemberMap:
         self.residual: dict[Key, None] = {}
 
     # -- applying items ---------------------------------------------------------------------
-    def apply(
-        self, items: Sequence[PresenceMessage], own_connection: str | None, own: OwnMembers
-    ) -> tuple[PresenceMessage, ...]:
+    def apply(self, items: Sequence[PresenceMessage]) -> tuple[PresenceMessage, ...]:
         """Apply validated PRESENCE or SYNC items (RTP2); return the applied ones (the events).
 
         Per item: one dict lookup, a newness check only if the key is stored already, a dict
@@ -217,6 +228,7 @@ class MemberMap:
         by_client = self.by_client
         syncing = self.syncing
         residual = self.residual
+        own_connection = self.own_connection
         applied: list[PresenceMessage] = []
         for m in items:
             # Validated on receipt: both are str here.
@@ -260,10 +272,10 @@ class MemberMap:
                         self._index_many(client, cid)
                     applied.append(m)
             if cid == own_connection:
-                own.observe(m)
+                self.own.observe(m)
         return tuple(applied)
 
-    def apply_one(self, m: PresenceMessage, own_connection: str | None, own: OwnMembers) -> bool:
+    def apply_one(self, m: PresenceMessage) -> bool:
         """:meth:`apply` for a frame of one item, step for step; return whether it applied.
 
         The stateful model test mixes frames of one and of several items, and
@@ -310,8 +322,8 @@ class MemberMap:
                 if self.by_client.setdefault(client, cid) is not cid:
                     self._index_many(client, cid)
                 applied = True
-        if cid == own_connection:
-            own.observe(m)
+        if cid == self.own_connection:
+            self.own.observe(m)
         return applied
 
     def _beats_tombstone(self, key: Key, m: PresenceMessage) -> bool:
@@ -355,8 +367,6 @@ class MemberMap:
         items: Sequence[PresenceMessage],
         *,
         last: bool,
-        own_connection: str | None,
-        own: OwnMembers,
         now: int,
     ) -> tuple[PresenceMessage, ...]:
         """Apply one SYNC page; ``last`` when its cursor is empty (RTP18b) or absent (RTP18c)."""
@@ -366,7 +376,7 @@ class MemberMap:
             self.sync_id = sync_id  # the sync that ATTACHED's HAS_PRESENCE announced
         elif sync_id is None or sync_id != self.sync_id:
             self.start_sync(sync_id)  # RTP18a, D3: restart, keeping the tombstones
-        events = self.apply(items, own_connection, own) if items else ()
+        events = self.apply(items) if items else ()
         if last:
             events += self.end_sync(now)  # RTP18b: this page's events first
         return events

@@ -226,12 +226,12 @@ class PresenceSet(ChannelMachine):
             if len(items) == 1:
                 # The common frame: one item, applied without building an events list.
                 m = items[0]
-                if not self._map.apply_one(m, self._connection_id, self._own):
+                if not self._map.apply_one(m):
                     return EMPTY_OUTPUT
                 return events_output(items if items.__class__ is tuple else (m,))
             if not items:
                 return EMPTY_OUTPUT
-            events = self._map.apply(items, self._connection_id, self._own)
+            events = self._map.apply(items)
             return events_output(events) if events else EMPTY_OUTPUT
         if action == _A_SYNC:
             return self._on_sync(message, now)
@@ -263,8 +263,6 @@ class PresenceSet(ChannelMachine):
             sync_id,
             items,
             last=cursor == "",
-            own_connection=self._connection_id,
-            own=self._own,
             now=now,
         )
         return events_output(events) if events else EMPTY_OUTPUT
@@ -283,7 +281,7 @@ class PresenceSet(ChannelMachine):
         """
         if type(connection_id) is not str or not connection_id:
             raise UsageError("connection_id must be a non-empty string")
-        self._connection_id = connection_id
+        self._connection_id = self._map.own_connection = connection_id
         if client_id is not None:
             self._client_id = client_id
         return EMPTY_OUTPUT
