@@ -36,16 +36,19 @@ The connection's own rules:
 * **Timers.**  One per state: the connect timeout while CONNECTING and the close timeout while
   CLOSING (both ``realtime_request_timeout``), the next retry while DISCONNECTED or SUSPENDED.
   While CONNECTED, the idle deadline (RTN23a: ``maxIdleInterval`` plus
-  ``realtime_request_timeout`` after the last frame; none without a ``maxIdleInterval``) and
-  each ping's answer timeout (``realtime_request_timeout``).
+  ``realtime_request_timeout`` after the last frame; none without a ``maxIdleInterval``),
+  each ping's answer timeout (``realtime_request_timeout``), and when the outbox may send the
+  next frame held back by ``maxInboundRate`` (D10).
 * **Pings (RTN13)** are answered on the transport they were sent on, so every state change
   but CONNECTED to CLOSING fails the outstanding ones.
 * **Losing the transport.**  A CONNECTED connection retries at once, resuming (RTN15a); a
   failed attempt waits ``disconnected_retry_timeout`` (RTN14d).  Once ``connectionStateTtl``
   has passed since the loss, the connection is SUSPENDED (RTN14e), retries every
   ``suspended_retry_timeout``, and its next transport starts a new connection (RTN15g).  The
-  server's DISCONNECTED frame is a loss like any other (RTN15h); a connection-wide ERROR is
-  fatal (RTN14g, RTN15i).
+  ttl is checked before every attempt, ``connect()`` included: one made after it has passed
+  goes through SUSPENDED first, so pending work fails (RTN7e) and rooms suspend (RTL3c) before
+  the fresh connection.  The server's DISCONNECTED frame is a loss like any other (RTN15h); a
+  connection-wide ERROR is fatal (RTN14g, RTN15i).
 * **Giving up.**  In SUSPENDED, CLOSED and FAILED the outbox fails its work (RTN7e) and the
   rooms follow the connection (RTL3).  Room operations are refused with a UsageError from
   SUSPENDED (80002), CLOSING or CLOSED (80017) and FAILED (80000).
@@ -191,6 +194,8 @@ class ConnectionSnapshot:
     pending: tuple[tuple[int, str, tuple[int, ...]], ...]
     #: ``(channel, operation ids)`` of every frame waiting for a transport (RTL3d2).
     queued: tuple[tuple[str, tuple[int, ...]], ...]
+    #: ``(channel, operation ids)`` of every frame waiting for ``maxInboundRate`` (D10).
+    waiting: tuple[tuple[str, tuple[int, ...]], ...]
     rooms: tuple[tuple[str, PresenceSnapshot], ...]
     pings: tuple[tuple[str, int], ...]
     now: int | None
@@ -365,11 +370,12 @@ class Connection:
         """The earliest ``now`` at which :meth:`tick` has something to do, or ``None``."""
         state = self._state
         if state is _CS.CONNECTED:
-            deadline = self._idle_deadline()
-            for sent in self._pings.values():
-                due = sent + self._settings.realtime_request_timeout
-                deadline = due if deadline is None else min(deadline, due)
-            return deadline
+            timeout = self._settings.realtime_request_timeout
+            due = [sent + timeout for sent in self._pings.values()]
+            for d in (self._idle_deadline(), self._router.outbox.next_send_at()):
+                if d is not None:
+                    due.append(d)
+            return min(due, default=None)
         if state in (_CS.CONNECTING, _CS.DISCONNECTED) and self._suspend_at is not None:
             if self._deadline is None:
                 return self._suspend_at
@@ -388,6 +394,7 @@ class Connection:
             msg_serial=router.outbox.serial,
             pending=router.outbox.pending_ids(),
             queued=router.outbox.held_ids(),
+            waiting=router.outbox.waiting_ids(),
             rooms=tuple((name, room.presence.snapshot()) for name, room in router.rooms.items()),
             pings=tuple(self._pings.items()),
             now=self._now,
@@ -663,7 +670,7 @@ class Connection:
             for pid in late:
                 del self._pings[pid]
                 b.events.append(PingFailed(id=pid, error=_PING_TIMEOUT))
-            return bool(late)
+            return self._router.outbox.pump_due(t, b.commands) or bool(late)
         if state in (_CS.CONNECTING, _CS.DISCONNECTED) and (
             self._suspend_at is not None and t >= self._suspend_at
         ):
@@ -708,6 +715,10 @@ class Connection:
             self._router.end(state, reason, failure, t, b)
 
     def _open(self, t: int, b: Out) -> None:
+        if self._suspend_at is not None and t >= self._suspend_at:
+            # RTN15g: past the ttl the server has let the connection go; give up on it first,
+            # so that its pending work fails (RTN7e) instead of resending on a new one.
+            self._suspend(_SUSPENDED_ERROR, t, b)
         self._set_state(_CS.CONNECTING, self._error, t, b)
         self._deadline = t + self._settings.realtime_request_timeout
         params = _transport_params(
@@ -777,7 +788,8 @@ class Connection:
             self._fail(_client_id_mismatch(self._client_id, granted), t, b)
             return
         previous = self._state
-        resumed = not self._fresh and connection_id == self._connection_id
+        previous_id = self._connection_id
+        resumed = not self._fresh and connection_id == previous_id
         self._connection_id = connection_id
         self._connection_key = details.connection_key or m.connection_key
         self._details = details
@@ -794,8 +806,13 @@ class Connection:
         )
         self._state = _CS.CONNECTED
         self._error = m.error
-        if previous is not _CS.CONNECTED:  # an update (RTN24) re-attaches and resends nothing
-            self._router.reconnect(connection_id, self._client_id, resumed=resumed, t=t, b=b)
+        router = self._router
+        if previous is _CS.CONNECTED:  # an update (RTN24) re-attaches and resends nothing
+            router.outbox.configure(details, t, fresh=False)
+        else:
+            router.reconnect(
+                connection_id, self._client_id, previous_id, details, resumed=resumed, t=t, b=b
+            )
 
     def _on_ack(self, m: ProtocolMessage, t: int, b: Out) -> None:
         serial, count = _acked_range(m)

@@ -6,10 +6,10 @@ The rules of that fold, applied here and nowhere else:
   so they come out wrapped in :class:`~presence_core.ChannelEvents`, one per unbroken run, in
   their place among the room's other events; those name their channel and pass as they are.
 * **Frames.**  PRESENCE frames (:class:`~presence_core.SendPresence`) go to the outbox, which
-  numbers, holds or refuses them (:mod:`presence_core._outbox`); a refused frame's operations
-  fail on their room at once.  ATTACH and DETACH frames go out only while the outbox is open:
-  without a transport they are dropped, because on CONNECTED every attaching or detaching room
-  sends them again (RTL3d).  Other commands pass.
+  splits, paces, numbers, holds or refuses them (:mod:`presence_core._outbox`); a refused
+  frame's operations fail on their room at once.  ATTACH and DETACH frames go out only while
+  the outbox is open: without a transport they are dropped, because on CONNECTED every
+  attaching or detaching room sends them again (RTL3d).  Other commands pass.
 * **Held frames** of a room go out, before that room's new frames, once the room is ATTACHED
   and the outbox open (RTL3d2); they fail with 90001 once the room is no longer attached
   (RTL11).
@@ -42,7 +42,13 @@ from presence_core._output import (
     SendPresence,
 )
 from presence_core._presence_set import PresenceSet, RoomOptions
-from presence_core._wire import ErrorInfo, PresenceMessage, ProtocolAction, ProtocolMessage
+from presence_core._wire import (
+    ConnectionDetails,
+    ErrorInfo,
+    PresenceMessage,
+    ProtocolAction,
+    ProtocolMessage,
+)
 
 __all__: list[str] = []
 
@@ -221,12 +227,25 @@ class Router:
             self.absorb(room, out, t, b)
 
     def reconnect(
-        self, connection_id: str, client_id: str | None, *, resumed: bool, t: int, b: Out
+        self,
+        connection_id: str,
+        client_id: str | None,
+        previous_id: str | None,
+        details: ConnectionDetails,
+        *,
+        resumed: bool,
+        t: int,
+        b: Out,
     ) -> None:
-        """CONNECTED: rooms re-attach (RTL3d), then the outbox opens and resends (RTN19a)."""
+        """CONNECTED: rooms re-attach (RTL3d), then the outbox opens and resends (RTN19a).
+
+        ``previous_id`` is the connection id before this CONNECTED, whose item ids a failed
+        resume drops from the frames it renumbers (RTN15c7, RTP17g1).
+        """
         outbox = self.outbox
+        outbox.configure(details, t, fresh=not resumed)
         if not resumed:
-            outbox.restart()
+            outbox.restart(previous_id)
         # The outbox still holds here, so a PRESENCE frame a room produces waits for that
         # room's ATTACHED; the ATTACH and DETACH frames do go out.
         for room in self.rooms.values():
@@ -237,7 +256,7 @@ class Router:
         outbox.open()
         # After the ATTACHes, so that a new connection has the channel attached before the
         # presence arrives.
-        b.commands.extend(outbox.resend())
+        b.commands.extend(outbox.resend(t))
 
     def end(
         self,
@@ -278,7 +297,7 @@ class Router:
         self.outbox.add_channel(room.channel)
 
     def _submit(self, room: Room, frame: Frame, t: int, b: Out) -> None:
-        error = self.outbox.submit(frame, b.commands)
+        error = self.outbox.submit(frame, b.commands, t)
         if error is not None:
             self.absorb(room, room.presence.reject(frame.operations, error, now=t), t, b)
 

@@ -8,7 +8,9 @@ test playing a small server.  After every step it checks that:
 * the msgSerials seen on each connection id are contiguous from 0, and a serial is only ever
   reused for a resend of the same frame (RTN7b, RTN15c6, RTN15c7);
 * the server applies each (connection id, msgSerial) at most once (RTN19a dedupe), so no
-  operation is applied twice on a connection.
+  operation is applied twice on a connection;
+* when the server announces a ``maxInboundRate``, every PRESENCE frame it receives, resends
+  included, fits a token bucket of one second's allowance, as the server's does (D10).
 
 At teardown the connection is closed; then every operation must have been settled.
 """
@@ -64,6 +66,9 @@ class ConnectionMachine(RuleBasedStateMachine):
         # -- bookkeeping of operations --
         self.user_ops: set[tuple[str, int]] = set()
         self.settled: dict[tuple[str, int], str] = {}
+        # -- the rate limit (None: none announced) and the server's bucket per connection --
+        self.rate: int | None = None
+        self.allowance: dict[str, tuple[int, int]] = {}  # conn id -> (thousandths, as of)
         for room in ROOMS:
             self.conn.room(room)
         self.feed(self.conn.connect(now=self.now))
@@ -111,6 +116,7 @@ class ConnectionMachine(RuleBasedStateMachine):
             self.close_requested = True
         elif message.msg_serial is not None:
             serial = message.msg_serial
+            self.charge(len(message.presence or ()))
             key = (self.server_conn, serial)
             body = attrs.evolve(message, msg_serial=None)
             if key in self.frames:
@@ -122,6 +128,16 @@ class ConnectionMachine(RuleBasedStateMachine):
                 self.frames[key] = body
             assert serial not in self.unanswered, "the same serial twice on one transport"
             self.unanswered.append(serial)
+
+    def charge(self, items: int) -> None:
+        """The server's token bucket: the frame must be affordable when it arrives."""
+        if self.rate is None or self.server_conn is None:
+            return
+        full = self.rate * 1000
+        level, at = self.allowance.get(self.server_conn, (full, self.now))
+        level = min(full, level + (self.now - at) * self.rate) - items * 1000
+        assert level >= 0, f"{items} items sent beyond the rate of {self.rate}/s"
+        self.allowance[self.server_conn] = (level, self.now)
 
     def deliver(self, message: ProtocolMessage) -> None:
         self.feed(self.conn.receive(message, now=self.tick_clock()))
@@ -137,6 +153,7 @@ class ConnectionMachine(RuleBasedStateMachine):
                 connection_key=key,
                 max_idle_interval=MAX_IDLE,
                 connection_state_ttl=TTL,
+                max_inbound_rate=self.rate,
             ),
             error=error,
         )
@@ -145,9 +162,13 @@ class ConnectionMachine(RuleBasedStateMachine):
         return self.transport and not self.awaiting_connected
 
     # -- server rules ----------------------------------------------------------------------
-    @initialize(attach=st.booleans())
-    def start(self, attach: bool) -> None:
-        """Most runs start CONNECTED with both rooms ATTACHED, where the interesting work is."""
+    @initialize(attach=st.booleans(), rate=st.sampled_from([None, None, 4]))
+    def start(self, attach: bool, rate: int | None) -> None:
+        """Most runs start CONNECTED with both rooms ATTACHED, where the interesting work is.
+
+        A rate of 4 a second makes frames wait for their turn (two at a time at most).
+        """
+        self.rate = rate
         if not attach:
             return
         self.accept_transport(keep=False)
@@ -347,7 +368,7 @@ class ConnectionMachine(RuleBasedStateMachine):
         for _, channel, ops in snap.pending:
             for op_id in ops:
                 assert (channel, op_id) not in self.settled
-        for channel, ops in snap.queued:
+        for channel, ops in (*snap.queued, *snap.waiting):
             for op_id in ops:
                 assert (channel, op_id) not in self.settled
 
@@ -358,6 +379,7 @@ class ConnectionMachine(RuleBasedStateMachine):
             snap = self.conn.snapshot()
             assert snap.pending == ()
             assert snap.queued == ()
+            assert snap.waiting == ()
 
     def teardown(self) -> None:
         # Close (answering CLOSE if one is sent), then every operation must be settled.
@@ -368,6 +390,7 @@ class ConnectionMachine(RuleBasedStateMachine):
         snap = self.conn.snapshot()
         assert snap.pending == ()
         assert snap.queued == ()
+        assert snap.waiting == ()
         for _, room in snap.rooms:
             assert room.pending == (), room
         missing = self.user_ops - set(self.settled)
@@ -410,3 +433,21 @@ def test_machine_smoke_resume_cycle() -> None:
     m.answer(len(m.unanswered), negative=True)
     m.teardown()
     assert all(how == "OperationSucceeded" for how in list(m.settled.values())[:2])
+
+
+def test_machine_smoke_paced_burst_and_resume() -> None:
+    """A fixed walk with a rate: a burst waits for its turn, then a kept resume resends."""
+    m = ConnectionMachine()
+    m.start(attach=True, rate=4)
+    m.burst(1)  # four frames; the budget of two items lets two out
+    assert len(m.unanswered) == 2
+    assert len(m.conn.snapshot().waiting) == 2
+    m.time_passes(1_000)
+    assert len(m.unanswered) == 4
+    m.drop_transport(apply_first=False)
+    m.accept_transport(keep=True)
+    m.time_passes(1_000)
+    m.time_passes(1_000)
+    m.answer(len(m.unanswered), negative=False)
+    m.teardown()
+    assert list(m.settled.values()) == ["OperationSucceeded"] * 4

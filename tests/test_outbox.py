@@ -220,3 +220,18 @@ def test_every_submitted_frame_comes_back_exactly_once(steps: list[tuple[str, in
         assert [p[0] for p in outbox.pending_ids()] == sorted(model)
     returned.extend(outbox.drain())
     assert sorted(id(f) for f in returned) == sorted(id(f) for f in submitted)
+
+
+def test_RTP17g1_restart_drops_only_the_ids_stamped_for_the_old_connection() -> None:
+    ops = tuple(Operation(id=i, channel=A, action=PresenceAction.ENTER) for i in range(3))
+    items = (
+        PresenceMessage(action=PresenceAction.ENTER, client_id="a", id="C1:4:0"),
+        PresenceMessage(action=PresenceAction.ENTER, client_id="b", id="C10:4:1"),
+        PresenceMessage(action=PresenceAction.ENTER, client_id="c"),
+    )
+    message = ProtocolMessage(action=ProtocolAction.PRESENCE, channel=A, presence=items)
+    outbox, _ = open_outbox(Frame(A, message, ops))
+    outbox.restart("C1")
+    (again,) = outbox.resend()
+    assert [item.id for item in again.message.presence or ()] == [None, "C10:4:1", None]
+    assert again.message.msg_serial == 0

@@ -2,8 +2,9 @@
 
 The property: once the faults stop and the network goes quiet, every client agrees with the
 server and with what it asked for, as :meth:`presence_core.testing.Simulation.check_convergence`
-defines it.  The module documentation of :mod:`presence_core.testing._intent` explains why a
-client may expect exactly that.
+defines it.  The server runs with its default limits, the rate limit included (D10).  The
+module documentation of :mod:`presence_core.testing._intent` explains why a client may expect
+exactly that.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from hypothesis import event, find, given, settings, strategies as st
 from presence_core import (
     RoomOptions,
 )
+from presence_core.server import ServerConfig
 from presence_core.testing import (
+    SIMULATION_CONFIG,
     Attach,
     ClientSpec,
     Detach,
@@ -65,6 +68,19 @@ def test_convergence_under_generated_fault_schedules(
     sim.run_until_quiet(schedule)
     _label(dict(sim.stats))
     sim.assert_converged()
+
+
+def test_D10_simulations_run_under_the_servers_default_limits() -> None:
+    """The property above runs under the limits a real deployment has, so that a client that
+    overruns them fails it."""
+    defaults = ServerConfig()
+    for name in (
+        "max_messages_per_second",
+        "max_message_size",
+        "max_members_per_channel",
+        "max_channels_per_connection",
+    ):
+        assert getattr(SIMULATION_CONFIG, name) == getattr(defaults, name), name
 
 
 # --- the strategies -------------------------------------------------------------------------

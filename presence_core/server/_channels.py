@@ -10,6 +10,8 @@ RULES OF THIS MODULE
 * Leaves the server synthesizes have ids starting with ``synth-``, never with a connectionId
   (connection ids are hex), so clients compare them by timestamp (RTP2b1).
 * A channel with neither attachments nor members is dropped; its serial starts again at 0.
+* An item re-entering a member unchanged (:func:`is_reentry_of`) changes nothing and costs
+  nothing.
 """
 
 from __future__ import annotations
@@ -30,6 +32,24 @@ from presence_core.server._output import Deliver, ServerCommand, TransportId
 from presence_core.server._registry import Connection
 
 __all__: list[str] = []
+
+
+def is_reentry_of(current: PresenceMessage | None, item: PresenceMessage) -> bool:
+    """Whether ``item`` re-enters the stored member ``current`` unchanged: same id, same content.
+
+    Such an automatic re-entry (RTP17g) is idempotent: it is ACKed, nothing is broadcast, and it
+    is not charged against the inbound rate, so a client re-entering many members after a
+    reconnect is not refused for members the server still has.
+    """
+    return (
+        current is not None
+        and item.id is not None
+        and item.action != PresenceAction.LEAVE
+        and item.id == current.id
+        and item.data == current.data
+        and item.encoding == current.encoding
+        and item.extras == current.extras
+    )
 
 
 @attrs.define(eq=False)
@@ -112,15 +132,8 @@ class Channel:
                     data, encoding = current.data, current.encoding
                 if extras is None:
                     extras = current.extras
-            elif (
-                current is not None
-                and item.id is not None
-                and item.id == current.id
-                and data == current.data
-                and encoding == current.encoding
-                and extras == current.extras
-            ):
-                continue  # An automatic re-entry of what is already there: idempotent.
+            elif is_reentry_of(current, item):
+                continue
             else:
                 action = PresenceAction.ENTER if current is None else PresenceAction.UPDATE
                 own[client_id] = PresenceMessage(

@@ -13,6 +13,8 @@ RULES OF THIS MODULE
   deduplicated for the connection's whole life: a chat message was delivered and must never be
   broadcast twice.
 * The inbound rate limit is a token bucket per connection, full at one second's allowance.
+  Each message or presence item costs one, except a presence item that re-enters a member
+  unchanged (:func:`~presence_core.server._channels.is_reentry_of`), which costs nothing.
 """
 
 from __future__ import annotations

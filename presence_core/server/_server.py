@@ -29,7 +29,7 @@ from presence_core.server._auth import (
     capability_modes,
     granted_modes,
 )
-from presence_core.server._channels import Channel, Channels
+from presence_core.server._channels import Channel, Channels, is_reentry_of
 from presence_core.server._config import ServerConfig
 from presence_core.server._inbound import (
     Inbound,
@@ -399,6 +399,7 @@ class Server:
         resolved: list[str] = []
         present: dict[str, bool] = {}
         added = 0
+        charged = 0
         for item in items:
             if item.action not in _CLIENT_ACTIONS:
                 raise Reject(error(40000, 400, f"Invalid presence action {item.action!r}"))
@@ -407,6 +408,9 @@ class Server:
                 raise Reject(error(40012, 400, "Presence requires a clientId"))
             if message_size(item.data, item.extras, client_id) > limit:
                 raise Reject(error(40009, 413, f"Message exceeds {limit} bytes"))
+            # An item for a clientId this frame already changed is judged by that change.
+            if client_id in present or not is_reentry_of(own.get(client_id), item):
+                charged += 1
             was = present.get(client_id, client_id in own)
             now_present = item.action != PresenceAction.LEAVE
             added += now_present - was
@@ -414,7 +418,7 @@ class Server:
             resolved.append(client_id)
         if added > 0 and chan.member_count + added > self._config.max_members_per_channel:
             raise Reject(error(91003, 400, "Maximum number of members exceeded"))
-        self._inbound.take_allowance(conn.inbound, len(items), clock)
+        self._inbound.take_allowance(conn.inbound, charged, clock)
         return chan, items, resolved
 
     def _on_message(

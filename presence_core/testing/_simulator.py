@@ -95,10 +95,10 @@ __all__ = [
 #: Virtual time 0 of every simulation, in epoch ms (2023-11-14T22:13:20Z).
 EPOCH: Final = 1_700_000_000_000
 
-#: The server settings a :class:`Simulation` uses by default: protocol defaults (15 s grace,
-#: 120 s connectionStateTtl), the :data:`SIMULATION_KEY`, and a rate limit high enough that a
-#: simulated backend can enter thousands of members from one connection.
-SIMULATION_CONFIG: Final = ServerConfig(keys=(SIMULATION_KEY,), max_messages_per_second=1_000_000)
+#: The server settings a :class:`Simulation` uses by default: the server's defaults, limits
+#: included (15 s grace, 120 s connectionStateTtl, 50 messages per second per connection, 64 KiB
+#: messages), and the :data:`SIMULATION_KEY`.  Clients must live within those limits (D10).
+SIMULATION_CONFIG: Final = ServerConfig(keys=(SIMULATION_KEY,))
 
 
 class SimulationError(Exception):
