@@ -73,11 +73,13 @@ def position(message_id: object, connection_id: object) -> tuple[int, int]:
 
 
 def _rest_position(rest: str) -> tuple[int, int]:
-    serial, sep, index = rest.partition(":")
     # ``isdecimal`` alone accepts every Unicode decimal digit (``int`` reads Arabic-Indic
     # ``٣`` as 3), but only ASCII digits form a position (RTP2b2); anything else is
-    # unparsable (D6).
-    if sep and serial.isdecimal() and index.isdecimal() and serial.isascii() and index.isascii():
+    # unparsable (D6).  One ``isascii`` over the whole tail is the cheapest way to say so.
+    if not rest.isascii():
+        return _NONE
+    serial, sep, index = rest.partition(":")
+    if sep and serial.isdecimal() and index.isdecimal():
         return int(serial), int(index)
     return _NONE
 
