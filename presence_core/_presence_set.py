@@ -26,7 +26,7 @@ The rules live with the state they govern:
 * the own-member map and automatic re-entry (RTP17, the intent rule, D4):
   :mod:`presence_core._own_members`;
 * the channel states, as a table of (state, input) -> (handler, next state):
-  :mod:`presence_core._channel_state`.  The ``_h_*`` methods below are its handlers.
+  :mod:`presence_core._channel_state`, whose handlers are in :mod:`presence_core._channel_machine`.
 
 On ATTACHED the state changes first, then the sync starts or RTP19a clears with leaves, then
 queued user operations and re-entries go out together in one PRESENCE frame (D9/D10).
