@@ -29,7 +29,8 @@ The rules live with the state they govern:
   :mod:`presence_core._channel_state`, whose handlers are in :mod:`presence_core._channel_machine`.
 
 On ATTACHED the state changes first, then the sync starts or RTP19a clears with leaves, then
-queued user operations and re-entries go out together in one PRESENCE frame (D9/D10).
+queued user operations and re-entries go out together in one SendPresence, which the
+connection splits by the server's limits (D9/D10).
 
 Errors: caller misuse that is visible before anything is sent (a refusing channel state, the
 room option ``enter`` false, an anonymous or mismatched clientId) raises
