@@ -38,6 +38,8 @@ BenchmarkFixture = Any
 PENDING: Final = 2_000
 FRAMES: Final = 1_000
 ROUNDS: Final = 30
+#: The id of a connection's first transport, which every frame here arrives on.
+TRANSPORT: Final = 1
 #: The limits a server announces: none, or our server's defaults.
 LIMITS: Final[dict[str, dict[str, int]]] = {
     "none": {},
@@ -60,11 +62,13 @@ def connected(limits: str = "none") -> Connection:
         ProtocolMessage(
             action=ProtocolAction.CONNECTED, connection_id="C1", connection_details=details
         ),
+        transport_id=TRANSPORT,
         now=T0,
     )
     conn.attach(CHANNEL, now=T0)
     conn.receive(
         ProtocolMessage(action=ProtocolAction.ATTACHED, channel=CHANNEL, flags=int(DEFAULT_MODES)),
+        transport_id=TRANSPORT,
         now=T0,
     )
     return conn
@@ -121,13 +125,13 @@ def test_ack_settles_one_frame_among_2000_pending(
     middle = ACKS[pending // 2]
 
     def run(conn: Connection) -> None:
-        conn.receive(middle, now=T0)
+        conn.receive(middle, transport_id=TRANSPORT, now=T0)
 
     def setup() -> tuple[tuple[Connection], dict[str, Any]]:
         conn = with_pending(pending)
         # One ACK first, untimed, so the figure is an ACK's cost and not the cache misses of
         # the first call after building 2,000 frames.
-        conn.receive(ACKS[0], now=T0)
+        conn.receive(ACKS[0], transport_id=TRANSPORT, now=T0)
         return (conn,), {}
 
     benchmark.pedantic(run, setup=setup, rounds=ROUNDS)
@@ -141,7 +145,7 @@ def test_burst_of_2000_acks(benchmark: BenchmarkFixture) -> None:
     def run(conn: Connection) -> None:
         receive = conn.receive
         for message in ACKS:
-            receive(message, now=T0)
+            receive(message, transport_id=TRANSPORT, now=T0)
 
     benchmark.pedantic(run, setup=lambda: ((with_pending(),), {}), rounds=ROUNDS)
     _record(benchmark, PENDING)
@@ -154,7 +158,7 @@ def test_presence_frame_received_on_connected(benchmark: BenchmarkFixture) -> No
     def run(conn: Connection) -> None:
         receive = conn.receive
         for message in PEER_FRAMES:
-            receive(message, now=T0)
+            receive(message, transport_id=TRANSPORT, now=T0)
 
     benchmark.pedantic(run, setup=lambda: ((connected(),), {}), rounds=ROUNDS)
     _record(benchmark, FRAMES)

@@ -5,13 +5,12 @@ frames go in already decoded, commands come out, and time comes in as ``now`` (i
 
 Inputs (each returns one frozen :class:`~presence_core.Output`):
 
-* ``connect(now=)`` -- open a transport: an :class:`~presence_core.OpenTransport` command with the
-  query parameters (``key`` or ``access_token``, ``resume``, ``clientId``, ``format``,
-  ``heartbeats``, ``v``).
-* ``receive(message, now=)`` -- every frame of the current transport.
-* ``transport_closed(now=, error=)`` -- the transport of the latest ``OpenTransport`` was lost or
-  could not be opened.  Do not report a transport the reducer itself closed with
-  :class:`~presence_core.CloseTransport`: that one is already forgotten.
+* ``connect(now=)`` -- open a transport: an :class:`~presence_core.OpenTransport` command with
+  its transport id and the query parameters (``key`` or ``access_token``, ``resume``,
+  ``clientId``, ``format``, ``heartbeats``, ``v``).
+* ``receive(message, transport_id=, now=)`` -- every frame read from a transport.
+* ``transport_closed(transport_id=, now=, error=)`` -- a transport was lost or could not be
+  opened.
 * ``close(now=)``, ``ping(id, now=)``, and the room operations (``attach``, ``detach``,
   ``enter``, ``update``, ``leave``, ``enter_client``, ``update_client``, ``leave_client``), or
   ``route(channel, output, now=)`` for an Output obtained by calling a room directly.
@@ -33,18 +32,30 @@ The connection's own rules:
   details.  A resume is kept when CONNECTED names the same id; an error in CONNECTED means
   connected without continuity (RTN15c7).  A CONNECTED while CONNECTED is a connection update
   (RTN24): new details, nothing re-attached or resent.
+* **Transport identity.**  Each OpenTransport names a new transport id, counting from 1; that
+  transport is the current one until the reducer closes it with
+  :class:`~presence_core.CloseTransport` or is told it was lost.  Input naming any other
+  transport is stale: its frame gives only a :class:`~presence_core.FrameIgnored` event and
+  its loss an empty Output.  Stale input changes nothing at all, the clock included, and a
+  stale frame is not even validated: whatever an old socket still delivers says nothing about
+  the connection.
 * **Timers.**  One per state: the connect timeout while CONNECTING and the close timeout while
   CLOSING (both ``realtime_request_timeout``), the next retry while DISCONNECTED or SUSPENDED.
   While CONNECTED, the idle deadline (RTN23a: ``maxIdleInterval`` plus
   ``realtime_request_timeout`` after the last frame; none without a ``maxIdleInterval``),
-  each ping's answer timeout (``realtime_request_timeout``), and when the outbox may send the
-  next frame held back by ``maxInboundRate`` (D10).
+  each ping's answer timeout (``realtime_request_timeout``), when the outbox may send the
+  next frame held back by ``maxInboundRate`` (D10), and each room's timer (RTL4f, RTL5f,
+  RTL13b; rooms are built with ``realtime_request_timeout`` and ``channel_retry_timeout``).
+  The rooms' timers run only while CONNECTED (RTL13c): without a transport a room's attach
+  cannot be answered, and on CONNECTED every room attaches again anyway (RTL3d).
 * **Pings (RTN13)** are answered on the transport they were sent on, so every state change
   but CONNECTED to CLOSING fails the outstanding ones.
 * **Losing the transport.**  A CONNECTED connection retries at once, resuming (RTN15a); a
-  failed attempt waits ``disconnected_retry_timeout`` (RTN14d).  Once ``connectionStateTtl``
-  has passed since the loss, the connection is SUSPENDED (RTN14e), retries every
-  ``suspended_retry_timeout``, and its next transport starts a new connection (RTN15g).  The
+  failed attempt waits ``disconnected_retry_timeout`` with RTB1's backoff and jitter (RTN14d;
+  see :mod:`presence_core._backoff`), the nth failed attempt since the connection was last up
+  being retry n.  Once ``connectionStateTtl`` has passed since the loss, the connection is
+  SUSPENDED (RTN14e), retries every ``suspended_retry_timeout`` (a fixed period: RTB1 covers
+  DISCONNECTED connections only), and its next transport starts a new connection (RTN15g).  The
   ttl is checked before every attempt, ``connect()`` included: one made after it has passed
   goes through SUSPENDED first, so pending work fails (RTN7e) and rooms suspend (RTL3c) before
   the fresh connection.  The server's DISCONNECTED frame is a loss like any other (RTN15h); a
@@ -62,12 +73,13 @@ A malformed frame raises :class:`~presence_core.ProtocolError` and changes nothi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, Final, TypeAlias
+from typing import Any, Final
 
 import attrs
 
+from presence_core._backoff import Jitter, no_jitter, retry_delay
 from presence_core._errors import ProtocolError, UsageError
 from presence_core._output import (
     EMPTY_OUTPUT,
@@ -81,7 +93,8 @@ from presence_core._output import (
     PingFailed,
     Send,
 )
-from presence_core._presence_set import PresenceSet, PresenceSnapshot, RoomOptions
+from presence_core._presence_set import ChannelSettings, PresenceSet, PresenceSnapshot, RoomOptions
+from presence_core._room_operations import RoomCall, RoomOperations
 from presence_core._routing import Out, Router
 from presence_core._wire import ConnectionDetails, ErrorInfo, ProtocolAction, ProtocolMessage
 
@@ -132,6 +145,7 @@ _SUSPENDED_ERROR: Final = ErrorInfo(
 _CLOSED_ERROR: Final = ErrorInfo(code=80017, status_code=400, message="connection closed")
 _FAILED_ERROR: Final = ErrorInfo(code=80000, status_code=400, message="connection failed")
 _PING_TIMEOUT: Final = ErrorInfo(code=50003, status_code=504, message="ping timed out")
+_STALE: Final = "from a transport that is not the current one"
 
 
 def _idle_error(silent_for: int) -> ErrorInfo:
@@ -142,10 +156,6 @@ def _idle_error(silent_for: int) -> ErrorInfo:
 def _client_id_mismatch(asked: str, granted: str) -> ErrorInfo:
     message = f"clientId mismatch: asked for {asked!r}, server granted {granted!r}"
     return ErrorInfo(code=40102, status_code=401, message=message)
-
-
-# A room operation: a PresenceSet method called with the room and ``now``.
-_RoomCall: TypeAlias = Callable[[PresenceSet, int], Output]
 
 
 def _positive(instance: Any, attribute: attrs.Attribute[int], value: int) -> None:
@@ -164,13 +174,17 @@ class ConnectionSettings:
     #: slack added to the server's maxIdleInterval before a silent transport is declared dead
     #: (RTN23a).  10 s as in ably-js.
     realtime_request_timeout: int = attrs.field(default=10_000, validator=_positive)
-    #: disconnectedRetryTimeout: wait after a failed connection attempt (RTN14d).  15 s.
+    #: disconnectedRetryTimeout: the initial wait after a failed connection attempt (RTN14d),
+    #: which later attempts of the same cycle stretch by RTB1's backoff.  15 s.
     disconnected_retry_timeout: int = attrs.field(default=15_000, validator=_positive)
     #: suspendedRetryTimeout: wait between attempts while SUSPENDED (RTN14e).  30 s.
     suspended_retry_timeout: int = attrs.field(default=30_000, validator=_positive)
     #: connectionStateTtl until a CONNECTED says otherwise: how long a lost connection stays
     #: resumable before the client gives up resuming and becomes SUSPENDED (RTN14e).  120 s.
     connection_state_ttl: int = attrs.field(default=120_000, validator=_positive)
+    #: channelRetryTimeout: how long a room that became SUSPENDED while the connection stayed
+    #: up waits before it attaches again (RTL13b).  15 s.
+    channel_retry_timeout: int = attrs.field(default=15_000, validator=_positive)
     #: Ask the server for HEARTBEAT frames (``heartbeats=true``), so that an idle but healthy
     #: transport still shows activity.  Browsers do this; a WebSocket client that cannot see
     #: WS ping frames must.
@@ -184,6 +198,8 @@ class ConnectionSnapshot:
     """A comparable picture of a Connection's whole state, for tests and debugging."""
 
     state: ConnectionState
+    #: The id of the current transport (see :attr:`Connection.transport_id`).
+    transport_id: int | None
     connection_id: str | None
     connection_key: str | None
     client_id: str | None
@@ -251,7 +267,7 @@ def _check_serial(message: ProtocolMessage) -> None:
         raise ProtocolError("msgSerial must not be negative", path="msgSerial")
 
 
-class Connection:
+class Connection(RoomOperations):
     """Deterministic reducer for one realtime connection and its rooms.  See the module docs.
 
     Args:
@@ -262,6 +278,10 @@ class Connection:
             CONNECTED is adopted.  When set, a CONNECTED naming another clientId fails the
             connection with 40102.
         settings: Timeouts and switches; :class:`ConnectionSettings` defaults otherwise.
+        jitter: The jitter source of the retry delays (RTB1b): a callable returning floats in
+            ``[0, 1)``, such as ``random.random``.  The default always returns 0, which keeps
+            the reducer deterministic and every delay at its backoff exactly; an embedder that
+            wants its clients' retries spread out passes a random one.
 
     Raises:
         UsageError: Neither or both of ``key`` and ``token``, or an invalid ``client_id``.
@@ -274,6 +294,7 @@ class Connection:
         token: str | None = None,
         client_id: str | None = None,
         settings: ConnectionSettings | None = None,
+        jitter: Jitter = no_jitter,
     ) -> None:
         if (key is None) == (token is None):
             raise UsageError("give exactly one of key= and token=", code=40106)
@@ -282,7 +303,8 @@ class Connection:
             raise UsageError(f"invalid clientId {client_id!r}", code=40012)
         # The credential query parameter, the same on every transport.
         self._auth = {"key": key} if key is not None else {"access_token": token or ""}
-        self._settings = settings if settings is not None else ConnectionSettings()
+        self._settings = settings = settings if settings is not None else ConnectionSettings()
+        self._jitter = jitter
         self._client_id = client_id
         self._state = _CS.INITIALIZED
         self._now: int | None = None
@@ -294,7 +316,15 @@ class Connection:
         # connection was suspended, closed or failed: RTN15g).
         self._fresh = True
         # The rooms and the outbox of their frames; the outbox's gate follows self._state.
-        self._router = Router()
+        self._router = Router(
+            ChannelSettings(
+                request_timeout=settings.realtime_request_timeout,
+                channel_retry_timeout=settings.channel_retry_timeout,
+            )
+        )
+        # The id the latest OpenTransport named, and the current transport's (None without one).
+        self._transports = 0
+        self._transport: int | None = None
         self._ttl = self._settings.connection_state_ttl
         self._max_idle = 0
         self._last_activity = 0
@@ -305,6 +335,8 @@ class Connection:
         self._suspend_at: int | None = None
         # Whether a failed attempt returns to SUSPENDED (the cycle started there) or not.
         self._suspended_cycle = False
+        # Failed attempts since the connection was last up: RTB1a's retry count.
+        self._failures = 0
         self._pings: dict[str, int] = {}
 
     # -- queries ----------------------------------------------------------------------------
@@ -312,6 +344,11 @@ class Connection:
     def state(self) -> ConnectionState:
         """The connection state (RTN4)."""
         return self._state
+
+    @property
+    def transport_id(self) -> int | None:
+        """The current transport's id, or ``None`` while there is none (see the module docs)."""
+        return self._transport
 
     @property
     def connection_id(self) -> str | None:
@@ -372,7 +409,8 @@ class Connection:
         if state is _CS.CONNECTED:
             timeout = self._settings.realtime_request_timeout
             due = [sent + timeout for sent in self._pings.values()]
-            for d in (self._idle_deadline(), self._router.outbox.next_send_at()):
+            router = self._router
+            for d in (self._idle_deadline(), router.outbox.next_send_at(), router.next_timer()):
                 if d is not None:
                     due.append(d)
             return min(due, default=None)
@@ -387,6 +425,7 @@ class Connection:
         router = self._router
         return ConnectionSnapshot(
             state=self._state,
+            transport_id=self._transport,
             connection_id=self._connection_id,
             connection_key=self.connection_key,
             client_id=self._client_id,
@@ -444,21 +483,25 @@ class Connection:
         self._to_closed(t, b)
         return b.build()
 
-    def transport_closed(self, *, now: int, error: ErrorInfo | None = None) -> Output:
-        """The current transport was lost, or could not be opened.
+    def transport_closed(
+        self, *, transport_id: int, now: int, error: ErrorInfo | None = None
+    ) -> Output:
+        """The transport ``transport_id`` was lost, or could not be opened.
 
-        From CONNECTED this is an unexpected loss: DISCONNECTED, then an immediate attempt to
-        resume (RTN15a).  From CONNECTING the attempt failed: DISCONNECTED with a retry after
-        ``disconnected_retry_timeout`` (RTN14d), or SUSPENDED once ``connectionStateTtl`` has
-        passed (RTN14e).  From CLOSING it completes the close.  Otherwise nothing happens: the
-        reducer had already given that transport up.
+        For any transport but the current one this is an empty Output: the reducer had
+        already given that transport up, or closed it itself.  From CONNECTED this is an
+        unexpected loss: DISCONNECTED, then an immediate attempt to resume (RTN15a).  From
+        CONNECTING the attempt failed: DISCONNECTED with a retry after RTN14d's delay, or
+        SUSPENDED once ``connectionStateTtl`` has passed (RTN14e).  From CLOSING it completes
+        the close.
         """
+        if transport_id != self._transport:
+            return EMPTY_OUTPUT
         t = self._advance(now)
         b = Out()
-        state = self._state
-        if state is _CS.CLOSING:
+        if self._state is _CS.CLOSING:
             self._to_closed(t, b)
-        elif state in (_CS.CONNECTED, _CS.CONNECTING):
+        else:  # CONNECTED or CONNECTING: the only other states with a transport
             self._lost(error if error is not None else _DISCONNECTED_ERROR, t, b)
         return b.build()
 
@@ -494,14 +537,18 @@ class Connection:
         return Output(commands=(Send(message=heartbeat),))
 
     # -- frames -----------------------------------------------------------------------------
-    def receive(self, message: ProtocolMessage, *, now: int) -> Output:
-        """Apply one frame from the current transport.
+    def receive(self, message: ProtocolMessage, *, transport_id: int, now: int) -> Output:
+        """Apply one frame read from the transport ``transport_id``.
+
+        A frame from any transport but the current one gives only a FrameIgnored event.
 
         Raises:
             ProtocolError: The frame is malformed (for example a CONNECTED without
                 connectionDetails, an ACK without msgSerial, or a room frame its room rejects).
                 Nothing was changed.
         """
+        if transport_id != self._transport:
+            return Output(events=(FrameIgnored(message=message, reason=_STALE),))
         t = self._clock(now)
         action = message.action
         b = Out()
@@ -550,80 +597,11 @@ class Connection:
             b.events.append(FrameIgnored(message=message, reason="not handled by the client"))
         return b.build()
 
-    # -- room operations --------------------------------------------------------------------
-    def attach(self, channel: str, *, now: int) -> Output:
-        """Attach the room ``channel`` (created with default options if new)."""
-        return self._room_call(channel, now, lambda ps, t: ps.attach(now=t))
-
-    def detach(self, channel: str, *, now: int) -> Output:
-        """Detach the room ``channel``."""
-        return self._room_call(channel, now, lambda ps, t: ps.detach(now=t))
-
-    def enter(
-        self, channel: str, data: Any = None, *, extras: dict[str, Any] | None = None, now: int
-    ) -> Output:
-        """Enter the room's presence with the connection's clientId (RTP8)."""
-        return self._room_call(channel, now, lambda ps, t: ps.enter(data, extras=extras, now=t))
-
-    def update(
-        self, channel: str, data: Any = None, *, extras: dict[str, Any] | None = None, now: int
-    ) -> Output:
-        """Update own presence data in the room (RTP9)."""
-        return self._room_call(channel, now, lambda ps, t: ps.update(data, extras=extras, now=t))
-
-    def leave(
-        self, channel: str, data: Any = None, *, extras: dict[str, Any] | None = None, now: int
-    ) -> Output:
-        """Leave the room's presence (RTP10)."""
-        return self._room_call(channel, now, lambda ps, t: ps.leave(data, extras=extras, now=t))
-
-    def enter_client(
-        self,
-        channel: str,
-        client_id: str,
-        data: Any = None,
-        *,
-        extras: dict[str, Any] | None = None,
-        now: int,
-    ) -> Output:
-        """Enter on behalf of ``client_id`` (RTP14/RTP15)."""
-        return self._room_call(
-            channel, now, lambda ps, t: ps.enter_client(client_id, data, extras=extras, now=t)
-        )
-
-    def update_client(
-        self,
-        channel: str,
-        client_id: str,
-        data: Any = None,
-        *,
-        extras: dict[str, Any] | None = None,
-        now: int,
-    ) -> Output:
-        """Update on behalf of ``client_id`` (RTP15)."""
-        return self._room_call(
-            channel, now, lambda ps, t: ps.update_client(client_id, data, extras=extras, now=t)
-        )
-
-    def leave_client(
-        self,
-        channel: str,
-        client_id: str,
-        data: Any = None,
-        *,
-        extras: dict[str, Any] | None = None,
-        now: int,
-    ) -> Output:
-        """Leave on behalf of ``client_id`` (RTP15)."""
-        return self._room_call(
-            channel, now, lambda ps, t: ps.leave_client(client_id, data, extras=extras, now=t)
-        )
-
     def route(self, channel: str, output: Output, *, now: int) -> Output:
         """Post-process an Output got by calling the room's PresenceSet directly.
 
         Numbers its PRESENCE frames, queues or drops its other frames as the connection state
-        requires, and batches its events, exactly as the room operations above do.
+        requires, and batches its events, exactly as the room operations do.
 
         Raises:
             UsageError: ``channel`` is not a room of this connection.
@@ -670,7 +648,8 @@ class Connection:
             for pid in late:
                 del self._pings[pid]
                 b.events.append(PingFailed(id=pid, error=_PING_TIMEOUT))
-            return self._router.outbox.pump_due(t, b.commands) or bool(late)
+            rooms = self._router.fire_timers(t, b)
+            return self._router.outbox.pump_due(t, b.commands) or bool(late) or rooms
         if state in (_CS.CONNECTING, _CS.DISCONNECTED) and (
             self._suspend_at is not None and t >= self._suspend_at
         ):
@@ -705,6 +684,9 @@ class Connection:
         b.events.append(ConnectionStateChanged(previous=self._state, current=state, reason=reason))
         self._state = state
         self._error = reason
+        if state not in _TRANSPORT_UP:
+            # Every way out of the transport states has closed the transport or lost it.
+            self._transport = None
         outbox = self._router.outbox
         if state in _QUEUEING:
             outbox.hold()
@@ -724,7 +706,8 @@ class Connection:
         params = _transport_params(
             self._auth, self.connection_key, self._client_id, self._settings.heartbeats
         )
-        b.commands.append(OpenTransport(params=params))
+        self._transports = self._transport = self._transports + 1
+        b.commands.append(OpenTransport(transport_id=self._transports, params=params))
 
     def _lost(self, error: ErrorInfo, t: int, b: Out) -> None:
         """The transport of a CONNECTING or CONNECTED connection is gone."""
@@ -743,7 +726,9 @@ class Connection:
             self._suspend(error, t, b)
             return
         self._set_state(_CS.DISCONNECTED, error, t, b)
-        self._deadline = t + self._settings.disconnected_retry_timeout
+        self._failures += 1
+        initial = self._settings.disconnected_retry_timeout
+        self._deadline = t + retry_delay(initial, self._failures, self._jitter())
 
     def _suspend(self, error: ErrorInfo, t: int, b: Out) -> None:
         """RTN14e: give up resuming."""
@@ -752,6 +737,7 @@ class Connection:
         self._suspend_at = None
         self._suspended_cycle = True
         self._fresh = True
+        self._failures = 0
 
     def _to_closed(self, t: int, b: Out) -> None:
         """RTN12: CLOSED."""
@@ -770,6 +756,7 @@ class Connection:
         self._suspend_at = None
         self._suspended_cycle = False
         self._fresh = True
+        self._failures = 0
 
     # -- internals: frames and rooms --------------------------------------------------------
     def _ignore(self, m: ProtocolMessage, what: str, t: int, b: Out) -> None:
@@ -833,7 +820,7 @@ class Connection:
         else:
             self._ignore(m, "channel frame", t, b)
 
-    def _room_call(self, channel: str, now: int, call: _RoomCall) -> Output:
+    def _room_call(self, channel: str, now: int, call: RoomCall) -> Output:
         state = self._state
         if state is not _CS.CONNECTED and state in _REFUSED:
             message, code = _REFUSED[state]

@@ -218,8 +218,13 @@ class CloseTransport:
 
 @attrs.frozen(kw_only=True)
 class OpenTransport:
-    """Open a new transport with these query parameters (``resume``, ``clientId``, ``v`` ...)."""
+    """Open a new transport with these query parameters (``resume``, ``clientId``, ``v`` ...).
 
+    The connection names each transport it opens with the next ``transport_id`` (1, 2, 3 ...);
+    the embedder passes that id back with every frame read from it and with its loss.
+    """
+
+    transport_id: int
     params: dict[str, str]
 
 

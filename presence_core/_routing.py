@@ -18,6 +18,8 @@ The rules of that fold, applied here and nowhere else:
 * **Rooms follow the connection (RTL3).**  On CONNECTED each room learns the connection and
   re-attaches (RTL3d); into FAILED or CLOSED every active room follows (RTL3a, RTL3b); on
   SUSPENDED attached and attaching rooms suspend and detaching ones detach (RTL3c).
+* **Room timers.**  Each room is built with the connection's channel settings; a room's timer
+  that fires gives an Output folded like any other (the connection says when they run).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from presence_core._output import (
     Send,
     SendPresence,
 )
-from presence_core._presence_set import PresenceSet, RoomOptions
+from presence_core._presence_set import ChannelSettings, PresenceSet, RoomOptions
 from presence_core._wire import (
     ConnectionDetails,
     ErrorInfo,
@@ -117,12 +119,14 @@ class Router:
     See the module docs.  Methods given an :class:`Out` fold what the rooms return into it.
     """
 
-    __slots__ = ("outbox", "rooms")
+    __slots__ = ("outbox", "rooms", "settings")
 
-    def __init__(self) -> None:
+    def __init__(self, settings: ChannelSettings) -> None:
         #: The rooms in the order they were made; read directly by the connection.
         self.rooms: dict[str, Room] = {}
         self.outbox = Outbox()
+        #: The timeouts every new room is built with.
+        self.settings = settings
 
     def room(self, channel: str, options: RoomOptions | None, owner: Identity, now: int) -> Room:
         """The room for ``channel``, made for ``owner`` and added on first use.
@@ -153,6 +157,23 @@ class Router:
         out = call(room.presence, t)
         self._add(room)
         return self.fold(room, out, t)
+
+    def next_timer(self) -> int | None:
+        """The earliest deadline of the rooms' timers, or ``None``."""
+        due = [
+            d for room in self.rooms.values() if (d := room.presence.next_deadline()) is not None
+        ]
+        return min(due, default=None)
+
+    def fire_timers(self, t: int, b: Out) -> bool:
+        """Fire every room timer due at ``t`` into ``b``; return whether any was due."""
+        fired = False
+        for room in self.rooms.values():
+            deadline = room.presence.next_deadline()
+            if deadline is not None and t >= deadline:
+                self.absorb(room, room.presence.tick(now=t), t, b)
+                fired = True
+        return fired
 
     def receive(self, channel: str, message: ProtocolMessage, t: int, b: Out) -> None:
         """Route a frame naming ``channel`` to its room (the connection has checked its state).
@@ -285,7 +306,7 @@ class Router:
             raise UsageError("channel name must not be empty", code=40010)
         opts = options if options is not None else RoomOptions()
         client_id = owner.client_id
-        presence = PresenceSet(channel, client_id=client_id, options=opts)
+        presence = PresenceSet(channel, client_id=client_id, options=opts, settings=self.settings)
         if owner.connection_id is not None:
             # A room made between two CONNECTEDs learns the connection it lives on now; the
             # next CONNECTED tells every room again.  set_connection has no output.

@@ -41,6 +41,7 @@ from presence_core import (
     Send,
     UsageError,
 )
+from tests.connection_support import lost, receive
 
 KEY = "app.key:secret"
 ROOM = "room1::$chat"
@@ -128,7 +129,7 @@ def up(now: int = 1_000, cid: str = "C1", **settings: Any) -> Connection:
     """A CONNECTED connection with no rooms."""
     c = new_connection(**settings)
     c.connect(now=now)
-    c.receive(connected(cid), now=now)
+    receive(c, connected(cid), now=now)
     return c
 
 
@@ -137,7 +138,7 @@ def up_with_rooms(*channels: str, now: int = 1_000) -> Connection:
     c = up(now)
     for channel in channels or (ROOM,):
         c.attach(channel, now=now)
-        c.receive(attached(channel), now=now)
+        receive(c, attached(channel), now=now)
     return c
 
 
@@ -182,7 +183,7 @@ def test_RTN4b_CONNECTED_records_connection_id_client_id_and_details() -> None:
     """RTN4b/RTN21: CONNECTED gives the id, the clientId and connectionDetails."""
     c = new_connection()
     c.connect(now=0)
-    out = c.receive(connected("C1", "K1"), now=5)
+    out = receive(c, connected("C1", "K1"), now=5)
     assert states(out) == [ConnectionState.CONNECTED]
     assert c.state is ConnectionState.CONNECTED
     assert c.connection_id == "C1"
@@ -198,7 +199,7 @@ def test_RTN4b_CONNECTED_records_connection_id_client_id_and_details() -> None:
 def test_RSA7b_client_id_is_adopted_from_CONNECTED() -> None:
     c = new_connection(client_id=None)
     c.connect(now=0)
-    c.receive(connected(client_id="bob"), now=1)
+    receive(c, connected(client_id="bob"), now=1)
     assert c.client_id == "bob"
     assert c.room(ROOM).snapshot().client_id == "bob"
 
@@ -208,7 +209,7 @@ def test_RSA15c_client_id_mismatch_fails_the_connection_with_40102() -> None:
     c = new_connection(client_id="bob")
     c.attach(ROOM, now=0)
     c.connect(now=0)
-    out = c.receive(connected(client_id="alice"), now=1)
+    out = receive(c, connected(client_id="alice"), now=1)
     assert c.state is ConnectionState.FAILED
     assert c.error_reason is not None
     assert c.error_reason.code == 40102
@@ -222,7 +223,7 @@ def test_RSA15c_client_id_mismatch_fails_the_connection_with_40102() -> None:
 
 def test_RTN24_CONNECTED_while_connected_updates_details_without_reattaching() -> None:
     c = up_with_rooms()
-    out = c.receive(connected("C1", max_idle=5_000), now=2_000)
+    out = receive(c, connected("C1", max_idle=5_000), now=2_000)
     assert states(out) == [ConnectionState.CONNECTED]
     assert sent(out) == []
     assert c.details is not None
@@ -251,7 +252,7 @@ def test_RTN7b_msg_serial_numbers_frames_from_zero_across_rooms() -> None:
 def test_RTN7a_ACK_with_count_settles_each_covered_frame_in_its_room() -> None:
     c = up_with_rooms(ROOM, OTHER)
     ops = [c.enter(ch, now=2_000).operation for ch in (ROOM, OTHER, ROOM)]
-    out = c.receive(ack(0, count=3), now=2_001)
+    out = receive(c, ack(0, count=3), now=2_001)
     assert [s.operation for s in of_type(out, OperationSucceeded)] == ops
     assert c.snapshot().pending == ()
 
@@ -260,7 +261,7 @@ def test_RTN7a_ACK_without_count_covers_one_frame() -> None:
     c = up_with_rooms()
     first = c.enter(ROOM, now=2_000).operation
     c.update(ROOM, now=2_000)
-    out = c.receive(ack(0, count=None), now=2_001)
+    out = receive(c, ack(0, count=None), now=2_001)
     assert [s.operation for s in of_type(out, OperationSucceeded)] == [first]
     assert [p[0] for p in c.snapshot().pending] == [1]
 
@@ -270,7 +271,7 @@ def test_RTN7a_NACK_fails_the_covered_operations_with_its_error() -> None:
     op_a = c.enter(ROOM, now=2_000).operation
     op_b = c.enter(OTHER, now=2_000).operation
     error = ErrorInfo(code=40160, status_code=401, message="no presence capability")
-    out = c.receive(nack(0, count=2, error=error), now=2_001)
+    out = receive(c, nack(0, count=2, error=error), now=2_001)
     failed = of_type(out, OperationFailed)
     assert [(f.operation, f.error) for f in failed] == [(op_a, error), (op_b, error)]
 
@@ -278,7 +279,7 @@ def test_RTN7a_NACK_fails_the_covered_operations_with_its_error() -> None:
 def test_RTN7a_NACK_without_error_still_fails_the_operation() -> None:
     c = up_with_rooms()
     c.enter(ROOM, now=2_000)
-    out = c.receive(nack(0), now=2_001)
+    out = receive(c, nack(0), now=2_001)
     (failed,) = of_type(out, OperationFailed)
     assert failed.error.code == 50000
 
@@ -286,19 +287,19 @@ def test_RTN7a_NACK_without_error_still_fails_the_operation() -> None:
 def test_RTN7a_duplicate_ACK_is_ignored() -> None:
     c = up_with_rooms()
     c.enter(ROOM, now=2_000)
-    assert len(of_type(c.receive(ack(0), now=2_001), OperationSucceeded)) == 1
-    again = c.receive(ack(0), now=2_002)
+    assert len(of_type(receive(c, ack(0), now=2_001), OperationSucceeded)) == 1
+    again = receive(c, ack(0), now=2_002)
     assert of_type(again, OperationSucceeded) == []
     assert [e.reason for e in of_type(again, FrameIgnored)] == ["ACK/NACK matches no pending frame"]
-    late_nack = c.receive(nack(0), now=2_003)
+    late_nack = receive(c, nack(0), now=2_003)
     assert of_type(late_nack, OperationFailed) == []
 
 
 def test_RTN7a_overlapping_ACK_settles_only_what_is_still_pending() -> None:
     c = up_with_rooms()
     ops = [c.enter(ROOM, now=2_000).operation for _ in range(3)]
-    c.receive(ack(0, count=2), now=2_001)
-    out = c.receive(ack(1, count=2), now=2_002)
+    receive(c, ack(0, count=2), now=2_001)
+    out = receive(c, ack(1, count=2), now=2_002)
     assert [s.operation for s in of_type(out, OperationSucceeded)] == [ops[2]]
 
 
@@ -308,8 +309,8 @@ def test_RTN7a_overlapping_ACK_settles_only_what_is_still_pending() -> None:
 def _lose_acks(c: Connection) -> list[Any]:
     """Enter three times, ACK the first only, then lose the transport."""
     ops = [c.enter(ROOM, {"i": i}, now=2_000).operation for i in range(3)]
-    c.receive(ack(0), now=2_001)
-    out = c.transport_closed(now=3_000)
+    receive(c, ack(0), now=2_001)
+    out = lost(c, now=3_000)
     assert states(out) == [ConnectionState.DISCONNECTED, ConnectionState.CONNECTING]
     assert open_params(out)["resume"] == "key-C1"
     return ops
@@ -317,7 +318,7 @@ def _lose_acks(c: Connection) -> list[Any]:
 
 def test_RTN15a_transport_loss_retries_at_once_with_resume() -> None:
     c = up_with_rooms()
-    out = c.transport_closed(now=3_000)
+    out = lost(c, now=3_000)
     assert states(out) == [ConnectionState.DISCONNECTED, ConnectionState.CONNECTING]
     params = open_params(out)
     assert params["resume"] == "key-C1"
@@ -329,7 +330,7 @@ def test_RTN19a_resume_kept_resends_unacked_frames_with_their_serials() -> None:
     """RTN19a/RTN15c6: same connectionId: unacked frames go again with the same msgSerial."""
     c = up_with_rooms()
     ops = _lose_acks(c)
-    out = c.receive(connected("C1"), now=3_001)
+    out = receive(c, connected("C1"), now=3_001)
     messages = sent(out)
     assert [m.action for m in messages] == [
         ProtocolAction.ATTACH,
@@ -339,7 +340,7 @@ def test_RTN19a_resume_kept_resends_unacked_frames_with_their_serials() -> None:
     assert [m.msg_serial for m in messages[1:]] == [1, 2]
     assert [m.presence[0].data for m in messages[1:] if m.presence] == [{"i": 1}, {"i": 2}]
     assert c.msg_serial == 3
-    done = c.receive(ack(1, count=2), now=3_002)
+    done = receive(c, ack(1, count=2), now=3_002)
     assert [s.operation for s in of_type(done, OperationSucceeded)] == ops[1:]
 
 
@@ -348,7 +349,7 @@ def test_RTN15c7_failed_resume_restarts_msg_serial_and_renumbers_unacked_frames(
     c = up_with_rooms()
     ops = _lose_acks(c)
     error = ErrorInfo(code=80008, status_code=400, message="unable to recover connection")
-    out = c.receive(connected("C2", error=error), now=3_001)
+    out = receive(c, connected("C2", error=error), now=3_001)
     (change,) = of_type(out, ConnectionStateChanged)
     assert change.reason == error
     assert c.connection_id == "C2"
@@ -360,18 +361,18 @@ def test_RTN15c7_failed_resume_restarts_msg_serial_and_renumbers_unacked_frames(
     assert c.msg_serial == 2
     # The room learnt the new connection id.
     assert c.room(ROOM).snapshot().connection_id == "C2"
-    done = c.receive(ack(0, count=2), now=3_002)
+    done = receive(c, ack(0, count=2), now=3_002)
     assert [s.operation for s in of_type(done, OperationSucceeded)] == ops[1:]
     # The ACKs came without echoes, so the ACKed enter is what the non-resumed ATTACHED
     # re-enters (RTP17i); numbering simply continues on the new connection.
-    assert numbered(c.receive(attached(), now=3_003)) == [2]
+    assert numbered(receive(c, attached(), now=3_003)) == [2]
     assert numbered(c.update(ROOM, now=3_004)) == [3]
 
 
 def test_RTN14d_failed_attempt_retries_after_disconnected_retry_timeout() -> None:
     c = new_connection()
     c.connect(now=0)
-    out = c.transport_closed(now=100)
+    out = lost(c, now=100)
     assert states(out) == [ConnectionState.DISCONNECTED]
     assert of_type(out, OpenTransport) == []
     assert c.next_deadline() == 100 + 15_000
@@ -393,7 +394,7 @@ def test_RTN14c_no_CONNECTED_within_the_request_timeout_drops_the_attempt() -> N
 def test_RTN11_connect_while_disconnected_retries_now() -> None:
     c = new_connection()
     c.connect(now=0)
-    c.transport_closed(now=1)
+    lost(c, now=1)
     out = c.connect(now=2)
     assert states(out) == [ConnectionState.CONNECTING]
 
@@ -402,10 +403,10 @@ def test_RTN14e_RTN15g_suspended_after_connection_state_ttl_then_fresh_connectio
     """RTN14e: DISCONNECTED for connectionStateTtl -> SUSPENDED; RTN15g: then no resume."""
     c = up_with_rooms()
     op = c.enter(ROOM, now=1_500).operation
-    c.transport_closed(now=2_000)  # suspend at 2_000 + TTL
+    lost(c, now=2_000)  # suspend at 2_000 + TTL
     now = 2_000
     while c.state is not ConnectionState.SUSPENDED:
-        out = c.transport_closed(now=now)  # every attempt fails
+        out = lost(c, now=now)  # every attempt fails
         deadline = c.next_deadline()
         assert deadline is not None
         now = deadline
@@ -423,9 +424,9 @@ def test_RTN14e_RTN15g_suspended_after_connection_state_ttl_then_fresh_connectio
     assert states(retry) == [ConnectionState.CONNECTING]
     assert "resume" not in open_params(retry)
     # A failed attempt from SUSPENDED goes back to SUSPENDED, not DISCONNECTED.
-    assert states(c.transport_closed(now=now + 30_001)) == [ConnectionState.SUSPENDED]
+    assert states(lost(c, now=now + 30_001)) == [ConnectionState.SUSPENDED]
     c.connect(now=now + 30_002)
-    back = c.receive(connected("C9"), now=now + 30_003)
+    back = receive(c, connected("C9"), now=now + 30_003)
     assert c.msg_serial == 0
     assert [m.action for m in sent(back)] == [ProtocolAction.ATTACH]  # RTL3d from SUSPENDED
     assert c.room(ROOM).state is ChannelState.ATTACHING
@@ -434,7 +435,7 @@ def test_RTN14e_RTN15g_suspended_after_connection_state_ttl_then_fresh_connectio
 def test_RTN15h_server_DISCONNECTED_drops_the_transport_and_resumes() -> None:
     c = up_with_rooms()
     error = ErrorInfo(code=80003, status_code=503, message="going away")
-    out = c.receive(ProtocolMessage(action=ProtocolAction.DISCONNECTED, error=error), now=2_000)
+    out = receive(c, ProtocolMessage(action=ProtocolAction.DISCONNECTED, error=error), now=2_000)
     assert of_type(out, CloseTransport) == [CloseTransport(reason=error)]
     assert states(out) == [ConnectionState.DISCONNECTED, ConnectionState.CONNECTING]
     assert open_params(out)["resume"] == "key-C1"
@@ -446,7 +447,7 @@ def test_RTN15h_server_DISCONNECTED_drops_the_transport_and_resumes() -> None:
 def test_RTN23a_idle_deadline_is_last_activity_plus_max_idle_plus_request_timeout() -> None:
     c = up(now=1_000)
     assert c.next_deadline() == 1_000 + MAX_IDLE + RTO
-    c.receive(ProtocolMessage(action=ProtocolAction.HEARTBEAT), now=5_000)
+    receive(c, ProtocolMessage(action=ProtocolAction.HEARTBEAT), now=5_000)
     assert c.next_deadline() == 5_000 + MAX_IDLE + RTO
     assert c.tick(now=5_000 + MAX_IDLE + RTO - 1) == Output()
     out = c.tick(now=5_000 + MAX_IDLE + RTO)
@@ -464,7 +465,7 @@ def test_RTN23a_the_request_timeout_is_a_named_setting() -> None:
 def test_RTN23a_no_idle_timer_without_max_idle_interval() -> None:
     c = new_connection()
     c.connect(now=0)
-    c.receive(connected(max_idle=None), now=1)
+    receive(c, connected(max_idle=None), now=1)
     assert c.next_deadline() is None
 
 
@@ -472,11 +473,11 @@ def test_RTN13_a_HEARTBEAT_with_the_ping_id_answers_the_ping() -> None:
     c = up(now=0)
     out = c.ping("p1", now=100)
     assert sent(out) == [ProtocolMessage(action=ProtocolAction.HEARTBEAT, id="p1")]
-    answer = c.receive(ProtocolMessage(action=ProtocolAction.HEARTBEAT, id="p1"), now=130)
+    answer = receive(c, ProtocolMessage(action=ProtocolAction.HEARTBEAT, id="p1"), now=130)
     assert of_type(answer, PingAnswered) == [PingAnswered(id="p1", round_trip=30)]
     # A HEARTBEAT with an id that is not an outstanding ping is activity only: answering it
     # could make two peers echo the same id back and forth for ever.
-    other = c.receive(ProtocolMessage(action=ProtocolAction.HEARTBEAT, id="p1"), now=140)
+    other = receive(c, ProtocolMessage(action=ProtocolAction.HEARTBEAT, id="p1"), now=140)
     assert other == Output()
 
 
@@ -491,7 +492,7 @@ def test_RTN13_unanswered_and_interrupted_pings_fail() -> None:
     assert c.next_deadline() == RTO
     out = c.tick(now=RTO)
     assert [e.id for e in of_type(out, PingFailed)] == ["late"]
-    out = c.transport_closed(now=RTO + 1)
+    out = lost(c, now=RTO + 1)
     assert [e.id for e in of_type(out, PingFailed)] == ["lost"]
     with pytest.raises(UsageError):
         c.ping("p", now=RTO + 2)
@@ -502,7 +503,7 @@ def test_RTN13_unanswered_and_interrupted_pings_fail() -> None:
 
 def test_RTL3e_disconnected_leaves_rooms_untouched() -> None:
     c = up_with_rooms()
-    out = c.transport_closed(now=2_000)
+    out = lost(c, now=2_000)
     assert not [e for e in out.events if isinstance(e, ChannelEvents)]
     assert c.room(ROOM).state is ChannelState.ATTACHED
 
@@ -510,19 +511,19 @@ def test_RTL3e_disconnected_leaves_rooms_untouched() -> None:
 def test_RTL3d_CONNECTED_reattaches_attached_attaching_and_suspended_rooms() -> None:
     c = new_connection()
     c.connect(now=0)
-    c.receive(connected("C1"), now=0)
+    receive(c, connected("C1"), now=0)
     c.attach(ROOM, now=0)
-    c.receive(attached(ROOM), now=0)  # ATTACHED
+    receive(c, attached(ROOM), now=0)  # ATTACHED
     c.attach(OTHER, now=0)  # stays ATTACHING
     idle = c.room("idle::$chat")  # INITIALIZED
-    c.transport_closed(now=10)
-    out = c.receive(connected("C1"), now=11)
+    lost(c, now=10)
+    out = receive(c, connected("C1"), now=11)
     attaches = [m.channel or "" for m in sent(out) if m.action == ProtocolAction.ATTACH]
     assert sorted(attaches) == sorted([ROOM, OTHER])
     assert channel_states(out, ROOM) == [ChannelState.ATTACHING]
     assert c.room(ROOM).state is ChannelState.ATTACHING
     assert idle.state is ChannelState.INITIALIZED
-    c.receive(attached(ROOM, flags=int(DEFAULT_MODES | Flag.RESUMED)), now=12)
+    receive(c, attached(ROOM, flags=int(DEFAULT_MODES | Flag.RESUMED)), now=12)
     assert c.room(ROOM).state is ChannelState.ATTACHED
 
 
@@ -531,42 +532,42 @@ def test_RTL3d_rooms_attached_before_connecting_attach_on_CONNECTED() -> None:
     out = c.attach(ROOM, now=0)
     assert sent(out) == []  # no transport yet: the ATTACH waits for CONNECTED
     c.connect(now=0)
-    out = c.receive(connected(), now=1)
+    out = receive(c, connected(), now=1)
     assert [(m.action, m.channel) for m in sent(out)] == [(ProtocolAction.ATTACH, ROOM)]
 
 
 def test_RTL3d_a_detaching_room_sends_DETACH_again_on_CONNECTED() -> None:
     c = up_with_rooms()
-    c.transport_closed(now=2_000)
+    lost(c, now=2_000)
     assert sent(c.detach(ROOM, now=2_001)) == []
-    out = c.receive(connected("C1"), now=2_002)
+    out = receive(c, connected("C1"), now=2_002)
     assert [(m.action, m.channel) for m in sent(out)] == [(ProtocolAction.DETACH, ROOM)]
 
 
 def test_RTL3d2_presence_while_disconnected_waits_for_the_rooms_ATTACHED() -> None:
     """RTL3d2/RTP16a: the frame is queued, then numbered after the new ATTACHED."""
     c = up_with_rooms()
-    c.transport_closed(now=2_000)
+    lost(c, now=2_000)
     out = c.enter(ROOM, "hi", now=2_001)
     op = out.operation
     assert op is not None
     assert sent(out) == []
     assert c.snapshot().queued == ((ROOM, (op.id,)),)
-    reconnect = c.receive(connected("C1"), now=2_002)
+    reconnect = receive(c, connected("C1"), now=2_002)
     assert [m.action for m in sent(reconnect)] == [ProtocolAction.ATTACH]
-    out = c.receive(attached(ROOM), now=2_003)
+    out = receive(c, attached(ROOM), now=2_003)
     assert [(m.action, m.msg_serial) for m in sent(out)] == [(ProtocolAction.PRESENCE, 0)]
-    done = c.receive(ack(0), now=2_004)
+    done = receive(c, ack(0), now=2_004)
     assert [s.operation for s in of_type(done, OperationSucceeded)] == [op]
 
 
 def test_RTL11_queued_frames_fail_when_the_room_fails_before_attaching() -> None:
     c = up_with_rooms()
-    c.transport_closed(now=2_000)
+    lost(c, now=2_000)
     op = c.enter(ROOM, now=2_001).operation
-    c.receive(connected("C1"), now=2_002)
+    receive(c, connected("C1"), now=2_002)
     error = ErrorInfo(code=40160, status_code=401, message="denied")
-    out = c.receive(ProtocolMessage(action=ProtocolAction.ERROR, channel=ROOM, error=error), now=1)
+    out = receive(c, ProtocolMessage(action=ProtocolAction.ERROR, channel=ROOM, error=error), now=1)
     assert c.room(ROOM).state is ChannelState.FAILED
     (failed,) = of_type(out, OperationFailed)
     assert failed.operation == op
@@ -577,18 +578,20 @@ def test_RTL11_queued_frames_fail_when_the_room_fails_before_attaching() -> None
 def test_RTL3d2_RTL11_queued_frames_belong_to_their_room_only() -> None:
     """Queues are listed in room order; one room failing leaves another's queue alone."""
     c = up_with_rooms(ROOM, OTHER)
-    c.transport_closed(now=2_000)
+    lost(c, now=2_000)
     other_op = c.enter(OTHER, now=2_001).operation
     op = c.enter(ROOM, now=2_002).operation
     assert other_op is not None
     assert op is not None
     assert c.snapshot().queued == ((ROOM, (op.id,)), (OTHER, (other_op.id,)))
-    c.receive(connected("C1"), now=2_003)
+    receive(c, connected("C1"), now=2_003)
     error = ErrorInfo(code=40160, status_code=401, message="denied")
-    out = c.receive(ProtocolMessage(action=ProtocolAction.ERROR, channel=OTHER, error=error), now=1)
+    out = receive(
+        c, ProtocolMessage(action=ProtocolAction.ERROR, channel=OTHER, error=error), now=1
+    )
     assert [f.operation for f in of_type(out, OperationFailed)] == [other_op]
     assert c.snapshot().queued == ((ROOM, (op.id,)),)
-    out = c.receive(attached(ROOM), now=2_004)
+    out = receive(c, attached(ROOM), now=2_004)
     assert [(m.action, m.msg_serial) for m in sent(out)] == [(ProtocolAction.PRESENCE, 0)]
     assert c.snapshot().queued == ()
 
@@ -597,8 +600,8 @@ def test_RTL3c_RTN7e_suspended_suspends_rooms_and_fails_pending_frames() -> None
     c = up_with_rooms(ROOM, OTHER)
     c.detach(OTHER, now=1_000)  # DETACHING
     op = c.enter(ROOM, now=1_000).operation
-    c.transport_closed(now=2_000)
-    c.transport_closed(now=2_001)
+    lost(c, now=2_000)
+    lost(c, now=2_001)
     out = c.tick(now=2_000 + TTL)
     assert c.state is ConnectionState.SUSPENDED
     assert c.room(ROOM).state is ChannelState.SUSPENDED
@@ -612,7 +615,7 @@ def test_RTL3a_RTN7e_connection_ERROR_fails_the_connection_rooms_and_pending_fra
     c = up_with_rooms()
     op = c.enter(ROOM, now=1_000).operation
     error = ErrorInfo(code=40101, status_code=401, message="bad key")
-    out = c.receive(ProtocolMessage(action=ProtocolAction.ERROR, error=error), now=1_001)
+    out = receive(c, ProtocolMessage(action=ProtocolAction.ERROR, error=error), now=1_001)
     assert c.state is ConnectionState.FAILED
     assert c.error_reason == error
     assert of_type(out, CloseTransport) == [CloseTransport(reason=error)]
@@ -633,7 +636,7 @@ def test_RTL3b_RTN12_close_detaches_rooms_and_fails_pending_frames() -> None:
     with pytest.raises(UsageError) as info:
         c.enter(ROOM, now=1_002)
     assert info.value.code == 80017
-    out = c.receive(ProtocolMessage(action=ProtocolAction.CLOSED), now=1_003)
+    out = receive(c, ProtocolMessage(action=ProtocolAction.CLOSED), now=1_003)
     assert states(out) == [ConnectionState.CLOSED]
     assert of_type(out, CloseTransport) == [CloseTransport()]
     assert c.room(ROOM).state is ChannelState.DETACHED
@@ -655,7 +658,7 @@ def test_RTN12_close_without_an_established_transport_is_immediate(setup: str) -
     if setup != "initialized":
         c.connect(now=0)
     if setup == "disconnected":
-        c.transport_closed(now=1)
+        lost(c, now=1)
     out = c.close(now=2)
     assert states(out) == [ConnectionState.CLOSED]
     assert bool(of_type(out, CloseTransport)) == (setup == "connecting")
@@ -668,7 +671,7 @@ def test_RTN11_connect_after_close_starts_a_new_connection() -> None:
     out = c.connect(now=1_002)  # completes the close first
     assert states(out) == [ConnectionState.CLOSED, ConnectionState.CONNECTING]
     assert "resume" not in open_params(out)
-    c.receive(connected("C2"), now=1_003)
+    receive(c, connected("C2"), now=1_003)
     assert c.msg_serial == 0
 
 
@@ -688,7 +691,7 @@ def test_frames_reach_their_room_and_events_come_out_batched_per_channel() -> No
             PresenceMessage(action=PresenceAction.ENTER, client_id="carol"),
         ),
     )
-    out = c.receive(frame, now=2_000)
+    out = receive(c, frame, now=2_000)
     (batch,) = out.events
     assert isinstance(batch, ChannelEvents)
     assert batch.channel == OTHER
@@ -704,7 +707,7 @@ def test_a_frame_for_an_unknown_channel_is_ignored_and_reported() -> None:
     c = up_with_rooms()
     frame = attached("nobody::$chat")
     before = c.snapshot()
-    out = c.receive(frame, now=1_000)
+    out = receive(c, frame, now=1_000)
     assert out.events == (FrameIgnored(message=frame, reason="unknown channel 'nobody::$chat'"),)
     assert attrs.evolve(c.snapshot(), now=before.now) == before
 
@@ -716,17 +719,17 @@ def test_unknown_actions_and_client_only_frames_are_ignored_as_events() -> None:
         ProtocolMessage(action=ProtocolAction.AUTH),
         ProtocolMessage(action=ProtocolAction.MESSAGE, channel="nobody"),
     ):
-        out = c.receive(frame, now=1_000)
+        out = receive(c, frame, now=1_000)
         assert [type(e) for e in out.events] == [FrameIgnored]
         assert out.commands == ()
 
 
 def test_frames_without_a_transport_are_ignored() -> None:
     c = up_with_rooms()
-    c.transport_closed(now=1_000)
+    lost(c, now=1_000)
     c.close(now=1_001)
     for frame in (attached(), ack(0), connected(), ProtocolMessage(action=0)):
-        out = c.receive(frame, now=1_002)
+        out = receive(c, frame, now=1_002)
         assert [type(e) for e in out.events] == [FrameIgnored]
 
 
@@ -756,7 +759,7 @@ def test_room_returns_one_presence_set_per_channel() -> None:
 def test_a_rejected_room_operation_creates_no_room() -> None:
     c = Connection(key=KEY, client_id=None)
     c.connect(now=0)
-    c.receive(connected(client_id=None), now=0)
+    receive(c, connected(client_id=None), now=0)
     with pytest.raises(UsageError):
         c.enter(ROOM, now=1)  # RTP8j: no clientId once connected
     assert dict(c.rooms) == {}
@@ -802,17 +805,17 @@ def test_a_malformed_frame_raises_ProtocolError_and_changes_nothing(
     c = new_connection()
     c.connect(now=500)
     if setup != "connecting":
-        c.receive(connected(), now=500)
+        receive(c, connected(), now=500)
         c.attach(ROOM, now=500)
-        c.receive(attached(), now=500)
+        receive(c, attached(), now=500)
     if setup.endswith("pending"):
         c.enter(ROOM, now=500)
         c.ping("p", now=500)
     if setup.startswith("disconnected"):
-        c.transport_closed(now=600)
+        lost(c, now=600)
     before = c.snapshot()
     with pytest.raises(ProtocolError):
-        c.receive(frame, now=now)
+        receive(c, frame, now=now)
     assert c.snapshot() == before
 
 
@@ -833,15 +836,18 @@ def test_now_going_backwards_never_raises_and_time_never_goes_back(
             out = c.tick(now=now)
             if now < seen and deadline is not None and deadline > seen:
                 assert out == Output()  # an older now fires nothing new
+        elif c.transport_id is None and kind in ("heartbeat", "drop"):
+            # Without a transport, any frame or loss is stale: it does not even carry the time.
+            continue
         elif kind == "heartbeat":
             # Frames are taken in every state: ignored ones still carry the time.
-            c.receive(ProtocolMessage(action=ProtocolAction.HEARTBEAT), now=now)
+            receive(c, ProtocolMessage(action=ProtocolAction.HEARTBEAT), now=now)
         elif kind == "enter":
             try:
                 c.enter(ROOM, now=now)
             except UsageError:
                 continue  # rejected: changes nothing, not even the clock
         else:
-            c.transport_closed(now=now)
+            lost(c, now=now)
         seen = max(seen, now)
         assert c.snapshot().now == seen

@@ -30,6 +30,7 @@ from presence_core import (
     encode_text,
 )
 from presence_core.server import ApiKey
+from tests.connection_support import lost, receive
 from tests.server_support import attach, connect, make_server
 
 ROOM = "room1::$chat"
@@ -101,9 +102,9 @@ def with_own_members(
     step = 25 if details.get("rate") else 0
     c = Connection(key="app.key:secret")
     c.connect(now=0)
-    c.receive(connected(**details), now=0)
+    receive(c, connected(**details), now=0)
     c.attach(ROOM, now=0)
-    c.receive(attached(), now=0)
+    receive(c, attached(), now=0)
     echoes = []
     for k in range(n):
         out = c.enter_client(ROOM, f"u{k}", data, now=k * step)
@@ -112,16 +113,16 @@ def with_own_members(
             action=A.ENTER, client_id=f"u{k}", connection_id="C1", id=f"C1:{k}:0", data=data
         )
         echoes.append(echo)
-        c.receive(ProtocolMessage(action=P.PRESENCE, channel=ROOM, presence=(echo,)), now=0)
-        c.receive(ack(frame.msg_serial or 0), now=0)
+        receive(c, ProtocolMessage(action=P.PRESENCE, channel=ROOM, presence=(echo,)), now=0)
+        receive(c, ack(frame.msg_serial or 0), now=0)
     return c, echoes
 
 
 def reentries_after_a_kept_resume(c: Connection, now: int = 100) -> Output:
     """Lose the transport, resume keeping the id, and get a non-RESUMED ATTACHED (D9)."""
-    c.transport_closed(now=now)
-    assert c.receive(connected("C1", **_details(c)), now=now).commands  # the ATTACH
-    return c.receive(attached(), now=now)
+    lost(c, now=now)
+    assert receive(c, connected("C1", **_details(c)), now=now).commands  # the ATTACH
+    return receive(c, attached(), now=now)
 
 
 def _details(c: Connection) -> dict[str, Any]:
@@ -136,12 +137,12 @@ def _details(c: Connection) -> dict[str, Any]:
 def _disconnected_long_ago() -> tuple[Connection, Any]:
     c = Connection(key="app.key:secret", client_id="alice")
     c.connect(now=0)
-    c.receive(connected(), now=0)
+    receive(c, connected(), now=0)
     c.attach(ROOM, now=0)
-    c.receive(attached(), now=0)
+    receive(c, attached(), now=0)
     op = c.enter(ROOM, {"i": 1}, now=500).operation  # pending: never ACKed
-    c.transport_closed(now=1_000)  # the immediate resume ...
-    c.transport_closed(now=1_001)  # ... fails: DISCONNECTED, suspend at 61_000
+    lost(c, now=1_000)  # the immediate resume ...
+    lost(c, now=1_001)  # ... fails: DISCONNECTED, suspend at 61_000
     return c, op
 
 
@@ -166,7 +167,7 @@ def test_RTN15g_CONNECTED_after_a_late_connect_resends_nothing_failed() -> None:
     resent, and numbering starts from 0 on the new connection."""
     c, _ = _disconnected_long_ago()
     c.connect(now=181_000)
-    out = c.receive(connected("C2"), now=181_010)
+    out = receive(c, connected("C2"), now=181_010)
     assert [s.message.action for s in of_type(out, Send)] == [P.ATTACH]
     assert c.msg_serial == 0
     assert c.snapshot().pending == ()
@@ -197,7 +198,7 @@ def test_D10_reentries_are_split_by_max_message_size() -> None:
     assert clients(frames) == [f"u{k}" for k in range(60)]
     assert [f.msg_serial for f in frames] == list(range(60, 60 + len(frames)))
     first = frames[0]
-    done = c.receive(ack(first.msg_serial or 0), now=101)
+    done = receive(c, ack(first.msg_serial or 0), now=101)
     settled = [e.operation.client_id for e in of_type(done, OperationSucceeded)]
     assert settled == [item.client_id for item in first.presence or ()]
     nack = ProtocolMessage(
@@ -205,7 +206,7 @@ def test_D10_reentries_are_split_by_max_message_size() -> None:
         msg_serial=frames[1].msg_serial,
         error=ErrorInfo(code=40009, status_code=413, message="too big"),
     )
-    failed = c.receive(nack, now=102)
+    failed = receive(c, nack, now=102)
     assert [e.client_id for e in of_type(failed, ReentryFailed)] == [
         item.client_id for item in frames[1].presence or ()
     ]
@@ -232,9 +233,9 @@ def test_D10_frames_beyond_max_inbound_rate_wait_in_order_for_the_deadline() -> 
     latency), the first at once, each next one when the budget has refilled; a user operation
     made meanwhile waits behind them."""
     c, _ = with_own_members(100, rate=50)
-    c.transport_closed(now=10_000)
-    c.receive(connected("C1", rate=50), now=10_000)
-    out = c.receive(attached(), now=10_000)
+    lost(c, now=10_000)
+    receive(c, connected("C1", rate=50), now=10_000)
+    out = receive(c, attached(), now=10_000)
     frames = presence_sent(out)
     assert [len(f.presence or ()) for f in frames] == [25]
     assert c.next_deadline() == 10_500
@@ -260,8 +261,8 @@ def test_D10_RTN7e_frames_waiting_for_the_rate_fail_when_the_connection_suspends
     reentries_after_a_kept_resume(c, now=10_000)
     waiting = c.snapshot().waiting
     assert waiting
-    c.transport_closed(now=10_001)
-    c.transport_closed(now=10_002)
+    lost(c, now=10_001)
+    lost(c, now=10_002)
     out = c.tick(now=10_001 + TTL)
     assert c.state is ConnectionState.SUSPENDED
     failed = {e.operation.id for e in of_type(out, OperationFailed)}
@@ -277,8 +278,8 @@ def test_D10_RTN19a_resends_are_paced_before_frames_not_sent_yet() -> None:
     assert len(first) == 1
     out = c.tick(now=10_500)  # the second frame of 25; one more waits
     second = presence_sent(out)
-    c.transport_closed(now=10_600)
-    resumed = c.receive(connected("C1", rate=50), now=10_600)
+    lost(c, now=10_600)
+    resumed = receive(c, connected("C1", rate=50), now=10_600)
     # The budget spent at 10_500 has refilled by 5 items only: the resends wait for it.
     assert presence_sent(resumed) == []
     assert c.next_deadline() == 11_000
@@ -293,9 +294,9 @@ def test_D10_RTN19a_resends_are_paced_before_frames_not_sent_yet() -> None:
 
 
 def _fail_the_resume(c: Connection, now: int, **details: Any) -> Output:
-    c.transport_closed(now=now)
+    lost(c, now=now)
     error = ErrorInfo(code=80008, status_code=400, message="unable to recover connection")
-    return c.receive(connected("C2", error=error, **details), now=now)
+    return receive(c, connected("C2", error=error, **details), now=now)
 
 
 def test_RTP17g1_RTN15c7_renumbered_reentries_lose_the_old_connections_ids() -> None:
@@ -314,7 +315,7 @@ def test_RTP17g1_D10_reentries_waiting_for_the_rate_lose_them_too() -> None:
     c, _ = with_own_members(40, rate=50)
     reentries_after_a_kept_resume(c, now=10_000)  # 25 sent, 15 waiting
     resent = presence_sent(_fail_the_resume(c, 10_001, rate=50))
-    c.receive(attached(), now=10_003)
+    receive(c, attached(), now=10_003)
     while (deadline := c.next_deadline()) is not None and deadline < 20_000:
         resent += presence_sent(c.tick(now=deadline))
     assert clients(resent) == [f"u{k}" for k in range(40)]
@@ -325,8 +326,8 @@ def test_RTP17g1_D10_reentries_waiting_for_the_rate_lose_them_too() -> None:
 def test_RTP17g1_ids_of_the_current_connection_are_kept_on_a_kept_resume() -> None:
     c, echoes = with_own_members(3)
     reentries_after_a_kept_resume(c, now=10_000)
-    c.transport_closed(now=10_001)
-    out = c.receive(connected("C1"), now=10_002)
+    lost(c, now=10_001)
+    out = receive(c, connected("C1"), now=10_002)
     (frame,) = presence_sent(out)
     assert [item.id for item in frame.presence or ()] == [e.id for e in echoes]
 

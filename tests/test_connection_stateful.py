@@ -10,7 +10,10 @@ test playing a small server.  After every step it checks that:
 * the server applies each (connection id, msgSerial) at most once (RTN19a dedupe), so no
   operation is applied twice on a connection;
 * when the server announces a ``maxInboundRate``, every PRESENCE frame it receives, resends
-  included, fits a token bucket of one second's allowance, as the server's does (D10).
+  included, fits a token bucket of one second's allowance, as the server's does (D10);
+* transports are numbered 1, 2, 3 ... and the connection's current one is the one the server
+  plays; frames and closes from older transports, arriving in any order and at any time,
+  never change the snapshot: a frame gives exactly one FrameIgnored, a close an empty Output.
 
 At teardown the connection is closed; then every operation must have been settled.
 """
@@ -29,6 +32,7 @@ from presence_core import (
     ConnectionState,
     ErrorInfo,
     Flag,
+    FrameIgnored,
     OpenTransport,
     Operation,
     OperationFailed,
@@ -55,6 +59,8 @@ class ConnectionMachine(RuleBasedStateMachine):
         self.server_ids = 0
         self.known_keys: dict[str, str] = {}  # connectionKey -> connectionId (resumable)
         self.transport = False  # a transport is open (or opening)
+        self.tid = 0  # the id of the latest OpenTransport
+        self.old_tids: list[int] = []  # transports closed or lost, which may still speak
         self.awaiting_connected = False
         self.resume_key: str | None = None
         self.server_conn: str | None = None  # the connection id the transport carries
@@ -88,6 +94,8 @@ class ConnectionMachine(RuleBasedStateMachine):
         for command in out.commands:
             if isinstance(command, OpenTransport):
                 assert not self.transport, "a second transport while one is open"
+                assert command.transport_id == self.tid + 1, "transport ids count from 1"
+                self.tid = command.transport_id
                 self.transport = True
                 self.awaiting_connected = True
                 self.resume_key = command.params.get("resume")
@@ -95,7 +103,7 @@ class ConnectionMachine(RuleBasedStateMachine):
                 self.attach_requested = set()
                 self.close_requested = False
             elif isinstance(command, CloseTransport):
-                self.transport = False
+                self.lose_transport()
                 self.awaiting_connected = False
             elif isinstance(command, Send):
                 self.server_receive(command.message)
@@ -140,7 +148,13 @@ class ConnectionMachine(RuleBasedStateMachine):
         self.allowance[self.server_conn] = (level, self.now)
 
     def deliver(self, message: ProtocolMessage) -> None:
-        self.feed(self.conn.receive(message, now=self.tick_clock()))
+        self.feed(self.conn.receive(message, transport_id=self.tid, now=self.tick_clock()))
+
+    def lose_transport(self) -> None:
+        """The current transport is gone; it stays around to send stale input."""
+        if self.transport:
+            self.old_tids.append(self.tid)
+        self.transport = False
 
     def connected_frame(self, cid: str, error: ErrorInfo | None = None) -> ProtocolMessage:
         key = f"key-{cid}"
@@ -204,9 +218,9 @@ class ConnectionMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.awaiting_connected)
     @rule()
     def refuse_transport(self) -> None:
-        self.transport = False
+        self.lose_transport()
         self.awaiting_connected = False
-        self.feed(self.conn.transport_closed(now=self.tick_clock()))
+        self.feed(self.conn.transport_closed(transport_id=self.tid, now=self.tick_clock()))
 
     @precondition(lambda self: self.live())
     @rule(apply_first=st.booleans())
@@ -215,8 +229,8 @@ class ConnectionMachine(RuleBasedStateMachine):
         if apply_first:
             assert self.server_conn is not None
             self.applied.update((self.server_conn, s) for s in self.unanswered)
-        self.transport = False
-        self.feed(self.conn.transport_closed(now=self.tick_clock()))
+        self.lose_transport()
+        self.feed(self.conn.transport_closed(transport_id=self.tid, now=self.tick_clock()))
 
     @precondition(lambda self: self.live())
     @rule(keep=st.booleans(), apply_first=st.booleans())
@@ -309,6 +323,37 @@ class ConnectionMachine(RuleBasedStateMachine):
     def answer_close(self) -> None:
         self.deliver(ProtocolMessage(action=ProtocolAction.CLOSED))
 
+    # -- stale transports --------------------------------------------------------------------
+    @precondition(lambda self: bool(self.old_tids))
+    @rule(data=st.data(), frame=st.sampled_from(sorted(ProtocolAction, key=int)))
+    def stale_frame(self, data: st.DataObject, frame: ProtocolAction) -> None:
+        """An old transport delivers a frame late: one FrameIgnored, and nothing changes."""
+        self.check_stale_frame(data.draw(st.sampled_from(self.old_tids)), frame)
+
+    def check_stale_frame(self, tid: int, frame: ProtocolAction) -> None:
+        message = (
+            self.connected_frame("C99")
+            if frame == ProtocolAction.CONNECTED
+            else ProtocolMessage(action=frame, channel=ROOMS[0], msg_serial=0)
+        )
+        before = self.conn.snapshot()
+        out = self.conn.receive(message, transport_id=tid, now=self.now + 1_000_000)
+        assert out.commands == ()
+        assert out.operation is None
+        assert [type(e) for e in out.events] == [FrameIgnored]
+        assert self.conn.snapshot() == before
+
+    @precondition(lambda self: bool(self.old_tids))
+    @rule(data=st.data(), late=st.sampled_from([0, 1, TTL]))
+    def stale_close(self, data: st.DataObject, late: int) -> None:
+        """An old transport's close arrives, out of order with the newer ones'."""
+        self.check_stale_close(data.draw(st.sampled_from(self.old_tids)), late)
+
+    def check_stale_close(self, tid: int, late: int) -> None:
+        before = self.conn.snapshot()
+        assert self.conn.transport_closed(transport_id=tid, now=self.now + late) == Output()
+        assert self.conn.snapshot() == before
+
     # -- client rules ----------------------------------------------------------------------
     @rule(
         room=st.sampled_from(ROOMS),
@@ -371,6 +416,10 @@ class ConnectionMachine(RuleBasedStateMachine):
         for channel, ops in (*snap.queued, *snap.waiting):
             for op_id in ops:
                 assert (channel, op_id) not in self.settled
+
+    @invariant()
+    def current_transport_is_the_one_the_server_plays(self) -> None:
+        assert self.conn.transport_id == (self.tid if self.transport else None)
 
     @invariant()
     def inactive_connection_holds_no_work(self) -> None:
@@ -451,3 +500,23 @@ def test_machine_smoke_paced_burst_and_resume() -> None:
     m.answer(len(m.unanswered), negative=False)
     m.teardown()
     assert list(m.settled.values()) == ["OperationSucceeded"] * 4
+
+
+def test_machine_smoke_transports_closing_out_of_order() -> None:
+    """A fixed walk: three transports, whose late frames and closes arrive in any order."""
+    m = ConnectionMachine()
+    m.start(attach=True, rate=None)
+    m.presence_op(ROOMS[0], "enter", 1)
+    m.drop_transport(apply_first=False)  # transport 1 lost; 2 opening
+    m.refuse_transport()  # 2 fails: DISCONNECTED
+    m.time_passes(16_000)  # the retry opens 3
+    assert m.old_tids == [1, 2]
+    assert m.conn.transport_id == 3
+    for tid, late in ((2, 0), (1, TTL), (2, 1)):
+        m.check_stale_close(tid, late)
+    for frame in (ProtocolAction.CONNECTED, ProtocolAction.ACK, ProtocolAction.DISCONNECTED):
+        m.check_stale_frame(1, frame)
+        m.check_stale_frame(2, frame)
+    m.accept_transport(keep=True)
+    m.check_stale_frame(2, ProtocolAction.CLOSED)
+    m.teardown()

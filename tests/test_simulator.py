@@ -43,6 +43,7 @@ from presence_core.testing import (
     Update,
     replay,
 )
+from tests.connection_support import receive
 
 ALICE = ClientSpec(client_id="alice", rooms=["lobby"])
 BOB = ClientSpec(client_id="bob", rooms=["lobby"])
@@ -437,7 +438,7 @@ def test_convergence_check_reports_a_client_that_disagrees_with_the_server() -> 
             ),
         ),
     )
-    bob.connection.receive(forged, now=sim.now)
+    receive(bob.connection, forged, now=sim.now)
     problems = sim.check_convergence()
     assert any("bob: get() in lobby::$chat" in p for p in problems)
     # The forged events never reached the simulator's event log either.

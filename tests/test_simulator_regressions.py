@@ -25,6 +25,7 @@ from presence_core.server import (
     ServerOutput,
 )
 from presence_core.testing import EPOCH, SIMULATION_CONFIG, SIMULATION_KEY
+from tests.connection_support import lost, receive
 
 CHANNEL = "lobby::$chat"
 GRACE = SIMULATION_CONFIG.grace_period
@@ -41,7 +42,7 @@ def params(out: Output) -> dict[str, str]:
 
 def deliver(conn: Connection, out: ServerOutput, tid: int, now: int) -> list[Output]:
     """Give ``conn`` every frame ``out`` sends to transport ``tid``, in order."""
-    return [conn.receive(m, now=now) for m in out.messages_for(tid)]
+    return [receive(conn, m, now=now) for m in out.messages_for(tid)]
 
 
 def to_server(server: Server, tid: int, frames: list[ProtocolMessage], now: int) -> ServerOutput:
@@ -86,8 +87,8 @@ def test_resent_enter_after_the_grace_period_is_not_lost() -> None:
     enter = conn.enter(CHANNEL, "hello", now=now)
     to_server(server, 1, sent(enter), now)  # applied; echo and ACK never arrive
     server.transport_closed(1, now=now + 10)
-    retry = conn.transport_closed(now=now + 10)
-    conn.transport_closed(now=now + 20)  # the immediate resume attempt fails (no network)
+    retry = lost(conn, now=now + 10)
+    lost(conn, now=now + 20)  # the immediate resume attempt fails (no network)
     server.tick(now=now + GRACE + 100)  # grace over: alice's synthesized leave
     assert server.members(CHANNEL) == ()
     later = now + 15_100
@@ -120,7 +121,7 @@ def test_reentry_does_not_undo_a_leave_resent_after_reconnect() -> None:
     leave = conn.leave(CHANNEL, now=now + 5)
     assert sent(leave)  # the frame is lost with the transport
     server.transport_closed(1, now=now + 10)
-    retry = conn.transport_closed(now=now + 10)
+    retry = lost(conn, now=now + 10)
     outputs = deliver(conn, server.connect(2, params(retry), now=now + 20), 2, now + 20)
     frames = [m for out in outputs for m in sent(out)]
     outputs = deliver(conn, to_server(server, 2, frames, now + 30), 2, now + 30)
@@ -145,8 +146,8 @@ def test_reentry_does_not_restore_data_older_than_a_resent_update() -> None:
     update = conn.update(CHANNEL, 2, now=now + 5)
     assert sent(update)  # lost with the transport
     server.transport_closed(1, now=now + 10)
-    conn.transport_closed(now=now + 10)
-    conn.transport_closed(now=now + 20)  # the immediate resume attempt fails
+    lost(conn, now=now + 10)
+    lost(conn, now=now + 20)  # the immediate resume attempt fails
     server.tick(now=now + GRACE + 100)
     later = now + 15_100
     retry = conn.tick(now=later)
@@ -178,15 +179,15 @@ def test_member_entered_without_presence_subscribe_is_reentered_after_a_lost_ech
     enter = conn.enter_client(CHANNEL, "x", "hello", now=now)
     to_server(server, 1, sent(enter), now)  # applied; echo and ACK lost
     server.transport_closed(1, now=now + 10)
-    retry = conn.transport_closed(now=now + 10)
+    retry = lost(conn, now=now + 10)
     outputs = deliver(conn, server.connect(2, params(retry), now=now + 20), 2, now + 20)
     frames = [m for out in outputs for m in sent(out)]
     outputs = deliver(conn, to_server(server, 2, frames, now + 30), 2, now + 30)
     assert succeeded(outputs) == [PresenceAction.ENTER]
     # A second outage, longer than the grace period.
     server.transport_closed(2, now=now + 1_000)
-    conn.transport_closed(now=now + 1_000)
-    conn.transport_closed(now=now + 1_010)  # the immediate resume attempt fails
+    lost(conn, now=now + 1_000)
+    lost(conn, now=now + 1_010)  # the immediate resume attempt fails
     server.tick(now=now + 1_000 + GRACE + 100)
     later = now + 16_100
     retry = conn.tick(now=later)
@@ -215,7 +216,7 @@ def test_resume_within_grace_with_an_enter_in_flight_gives_peers_no_extra_event(
     enter = conn.enter(CHANNEL, "x", now=now)
     assert sent(enter)  # lost with the transport
     server.transport_closed(1, now=now + 10)
-    retry = conn.transport_closed(now=now + 10)
+    retry = lost(conn, now=now + 10)
     outputs = deliver(conn, server.connect(2, params(retry), now=now + 20), 2, now + 20)
     frames = [m for out in outputs for m in sent(out)]
     replies = to_server(server, 2, frames, now + 30)

@@ -29,7 +29,9 @@ world that follows from what it asked for.  Three things are checked, for every 
      continuity (RTP17i), on whatever connection it has by then;
    * a successful leave, or a ``detach()`` of the room that was not refused: absent.  A
      detach always completes before a later ``attach()`` takes effect (RTL4h), and the server
-     removes a detached connection's members; an ``attach()`` alone enters nobody;
+     removes a detached connection's members; an ``attach()`` alone enters nobody.  A detach
+     that times out instead (RTL5f: DETACHING back to where it started) leaves the room as the
+     server has it, so the room's members are not checked until a later operation settles;
    * a failed operation: not checked.  A failure only says the operation was not confirmed
      (a NACK, or a frame that could not be sent across a suspension, RTN7e); the server may
      have applied it or not.
@@ -67,6 +69,8 @@ __all__: list[str] = []
 _LEAVE: Final = PresenceAction.LEAVE
 _ABSENT: Final = PresenceAction.ABSENT
 _CLEARED: Final = frozenset({ChannelState.DETACHED, ChannelState.FAILED})
+# The error code of a channel request that timed out (RTL4f, RTL5f).
+_TIMED_OUT: Final = 90007
 
 # What the server must hold for one (channel, clientId) of a client (point 3 above).
 _PRESENT: Final = "present"
@@ -153,7 +157,7 @@ class IntentModel:
         for (issued_channel, _), (acting, _, _) in intent.issued.items():
             if issued_channel == channel:
                 intent.expected[(channel, acting)] = (_GONE, None)
-        self._all_gone(intent, channel)
+        self._expect_all(intent, channel, _GONE)
 
     # --- what clients learn ---------------------------------------------------------------
 
@@ -189,7 +193,13 @@ class IntentModel:
                 if event.current in _CLEARED:
                     view.clear()  # RTP5a: the members are dropped without events
                     if event.current is ChannelState.DETACHED:
-                        self._all_gone(intent, channel)  # the server removed them there
+                        self._expect_all(intent, channel, _GONE)  # the server removed them there
+                elif (
+                    event.previous is ChannelState.DETACHING
+                    and event.reason is not None
+                    and event.reason.code == _TIMED_OUT
+                ):
+                    self._expect_all(intent, channel, _UNKNOWN)  # RTL5f: the detach timed out
                 continue
             key = (event.connection_id, event.client_id)
             if event.action is _LEAVE:
@@ -206,11 +216,12 @@ class IntentModel:
                 view[key] = event.data
 
     @staticmethod
-    def _all_gone(intent: _ClientIntent, channel: str) -> None:
+    def _expect_all(intent: _ClientIntent, channel: str, state: str) -> None:
+        """Expect ``state`` on the server for every member ``intent`` has in ``channel``."""
         expected = intent.expected
         for member in expected:
             if member[0] == channel:
-                expected[member] = (_GONE, None)
+                expected[member] = (state, None)
 
     # --- the check --------------------------------------------------------------------------
 

@@ -98,12 +98,23 @@ CLOSED: Final = 2  # Server.transport_closed was called, or connect never will b
 class Link:
     """One transport between a client and the server."""
 
-    __slots__ = ("client", "client_current", "cut", "last_down", "last_up", "server_state", "tid")
+    __slots__ = (
+        "client",
+        "client_current",
+        "client_tid",
+        "cut",
+        "last_down",
+        "last_up",
+        "server_state",
+        "tid",
+    )
 
-    def __init__(self, tid: int, client: str, now: int) -> None:
+    def __init__(self, tid: int, client: str, client_tid: int, now: int) -> None:
         self.tid = tid
         #: The name of the client at the other end.
         self.client = client
+        #: The transport id the client's OpenTransport named, which its frames and loss carry.
+        self.client_tid = client_tid
         #: The network broke it: everything in flight and everything later is lost.
         self.cut = False
         self.server_state = PENDING
@@ -154,11 +165,11 @@ class Network:
         link = self._current.get(client)
         return link is not None and not link.cut and link.server_state == OPEN
 
-    def open(self, client: str, params: dict[str, str], now: int) -> None:
-        """``client`` opens a transport (closing its current one first)."""
+    def open(self, client: str, client_tid: int, params: dict[str, str], now: int) -> None:
+        """``client`` opens the transport it calls ``client_tid``, closing its current one first."""
         if client in self._current:
             self.close_by_client(client, now)
-        link = Link(next(self._tids), client, now)
+        link = Link(next(self._tids), client, client_tid, now)
         self._links[link.tid] = link
         self._current[client] = link
         delay = self._latency_draw()

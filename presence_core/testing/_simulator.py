@@ -2,7 +2,8 @@
 
 A run is a pure function of (seed, client specs, settings, schedule).  Nothing reads the wall
 clock or global randomness: time is virtual, int epoch ms starting at :data:`EPOCH`, and the
-seed feeds the network's latencies and, through a second generator, the server's entropy.
+seed feeds the network's latencies and, through generators of their own, the server's entropy
+and each client's jitter source (RTB1b).
 
 :class:`Simulation` wires three parts and the reducers between them:
 
@@ -123,10 +124,10 @@ class SimulatedClient:
 
     __slots__ = ("_awaiting_attach", "_channels", "_events", "_spec", "connection")
 
-    def __init__(self, spec: ClientSpec, settings: ConnectionSettings) -> None:
+    def __init__(self, spec: ClientSpec, settings: ConnectionSettings, seed: int) -> None:
         self._spec = spec
         #: The client's connection reducer (query it; do not call its inputs directly).
-        self.connection = new_connection(spec, settings)
+        self.connection = new_connection(spec, settings, seed)
         self._events: list[tuple[int, Event]] = []
         self._channels: set[str] = set()
         #: A resume kept the connectionId, so the next ATTACHED tells whether the room resumed.
@@ -187,7 +188,7 @@ class Simulation:
     :meth:`schedule`, then advance with :meth:`run` or :meth:`run_until_quiet`.
 
     Args:
-        seed: Seeds the network latencies and the server's entropy.
+        seed: Seeds the network latencies, the server's entropy and the clients' jitter.
         clients: One spec per client; names must be distinct.
         server_config: Defaults to :data:`SIMULATION_CONFIG`.
         settings: Connection settings of every client; ably-js defaults otherwise.
@@ -225,7 +226,7 @@ class Simulation:
         self._network = Network(seed, (low, high), self._queue, self._stats)
         self._recorder = Recorder(seed, record=record)
         self._server = Server(server_config, self._recorder.entropy)
-        self._clients = {spec.name: SimulatedClient(spec, self._settings) for spec in clients}
+        self._clients = {spec.name: SimulatedClient(spec, self._settings, seed) for spec in clients}
         self._intents = IntentModel(self._clients)
         self._now = EPOCH
         self._armed: dict[SimulatedClient | None, int] = {}
@@ -495,7 +496,7 @@ class Simulation:
             if isinstance(command, Send):
                 network.send(name, command.message, now)
             elif isinstance(command, OpenTransport):
-                network.open(name, command.params, now)
+                network.open(name, command.transport_id, command.params, now)
             elif isinstance(command, CloseTransport):
                 network.close_by_client(name, now)
 
@@ -511,7 +512,7 @@ class Simulation:
             return
         client = self._clients[link.client]
         was = client.connection.connection_id
-        out = self._client_call(client, "receive", message)
+        out = self._client_call(client, "receive", message, link.client_tid)
         if message.action == ProtocolAction.CONNECTED and isinstance(out, Output):
             now_id = client.connection.connection_id
             if was is not None and now_id == was:
@@ -530,7 +531,8 @@ class Simulation:
     def _on_client_lost(self, link: Link) -> None:
         if self._network.client_lost(link):
             client = self._clients[link.client]
-            self._client_output(client, self._client_call(client, "transport_closed"))
+            out = self._client_call(client, "transport_closed", link.client_tid)
+            self._client_output(client, out)
 
     # --- server side -----------------------------------------------------------------------
 

@@ -3,14 +3,16 @@
 Every call a :class:`~presence_core.testing.Simulation` makes on its server or on a client's
 connection goes through :class:`Recorder`, which makes the call and, when recording is on,
 keeps a :class:`TranscriptEntry`: the target, the call, ``now``, the arguments, the entropy the
-server drew and the result.  The reducers are pure functions of those inputs, so a transcript
-alone determines a run.  :func:`replay` feeds each entry through the same two dispatch
-functions (:func:`call_server`, :func:`call_client`) into new reducers built from the
-transcript's settings, hands the server the entropy bytes the entry recorded, and requires
-every result to be identical.
+server drew and the result.  The reducers are pure functions of those inputs and of their
+clients' jitter sources, so a transcript alone determines a run.  :func:`replay` feeds each
+entry through the same two dispatch functions (:func:`call_server`, :func:`call_client`) into
+new reducers built from the transcript's settings, hands the server the entropy bytes the
+entry recorded, and requires every result to be identical.
 
 The server's entropy comes from a generator seeded by the simulation's seed alone, so a run
-never reads global randomness; replay needs no generator at all.
+never reads global randomness; replay needs no generator for it.  Each client's jitter source
+(RTB1b) is a generator seeded by the seed and the client's name, which the transcript keeps,
+so replay rebuilds the same sources and they give the same values to the same calls.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ class TranscriptEntry:
     call: str
     now: int
     #: The positional inputs: transport ids, query parameters, decoded frames, channels, data.
+    #: A client's ``receive`` has ``(frame, transport id)``, its ``transport_closed`` the id.
     args: tuple[Any, ...]
     #: The bytes the server's entropy source returned during the call, in order.
     entropy: tuple[bytes, ...] = ()
@@ -74,6 +77,8 @@ class Transcript:
     server_config: ServerConfig
     clients: tuple[ClientSpec, ...]
     settings: ConnectionSettings
+    #: The simulation's seed, from which replay rebuilds each client's jitter source.
+    seed: int
     entries: tuple[TranscriptEntry, ...]
 
 
@@ -96,9 +101,14 @@ class ReplayMismatch(AssertionError):
 _CLIENT_OPS: Final = frozenset({"enter", "update", "leave", "attach", "detach"})
 
 
-def new_connection(spec: ClientSpec, settings: ConnectionSettings) -> Connection:
-    """The connection reducer of ``spec``, as both a run and its replay build it."""
-    return Connection(key=spec.key, client_id=spec.client_id, settings=settings)
+def new_connection(spec: ClientSpec, settings: ConnectionSettings, seed: int) -> Connection:
+    """The connection reducer of ``spec``, as both a run and its replay build it.
+
+    Its jitter source is a generator of its own, seeded by ``seed`` and the client's name, so
+    that one client's retries never shift another's draws.
+    """
+    jitter = random.Random(f"presence-core-simulator-jitter/{seed}/{spec.name}").random
+    return Connection(key=spec.key, client_id=spec.client_id, settings=settings, jitter=jitter)
 
 
 def call_server(server: Server, call: str, args: tuple[Any, ...], now: int) -> ServerOutput:
@@ -121,13 +131,13 @@ def call_client(
 ) -> Output | Refused | None:
     """Make the connection call a transcript entry names; a refused operation is the result."""
     if call == "receive":
-        return conn.receive(args[0], now=now)
+        return conn.receive(args[0], transport_id=args[1], now=now)
     if call == "tick":
         return conn.tick(now=now)
     if call == "connect":
         return conn.connect(now=now)
     if call == "transport_closed":
-        return conn.transport_closed(now=now)
+        return conn.transport_closed(transport_id=args[0], now=now)
     if call == "room":
         conn.room(args[0], options=args[1])
         return None
@@ -178,6 +188,7 @@ class Recorder:
     def __init__(self, seed: int, *, record: bool) -> None:
         #: The entropy source to build the run's server with.
         self.entropy = RecordingEntropy(seed)
+        self._seed = seed
         self._entries: list[TranscriptEntry] | None = [] if record else None
 
     def server(self, server: Server, call: str, args: tuple[Any, ...], now: int) -> ServerOutput:
@@ -221,6 +232,7 @@ class Recorder:
             server_config=server_config,
             clients=clients,
             settings=settings,
+            seed=self._seed,
             entries=tuple(self._entries),
         )
 
@@ -257,7 +269,8 @@ def replay(transcript: Transcript) -> None:
     entropy = _ReplayEntropy()
     server = Server(transcript.server_config, entropy)
     settings = transcript.settings
-    conns = {spec.name: new_connection(spec, settings) for spec in transcript.clients}
+    seed = transcript.seed
+    conns = {spec.name: new_connection(spec, settings, seed) for spec in transcript.clients}
     for index, entry in enumerate(transcript.entries):
         actual: Output | ServerOutput | Refused | None
         conn = conns.get(entry.target)
