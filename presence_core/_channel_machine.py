@@ -13,7 +13,8 @@ Rules of this module:
   refuses before it changes anything else.
 * The channel has one timer.  Entering ATTACHING or DETACHING, or sending ATTACH or DETACH
   again while in it, sets the timer to the request timeout (RTL4f, RTL5f); entering SUSPENDED
-  sets it to the channel retry timeout (RTL13b); every other state has no timer.
+  sets it to the channel retry timeout, with RTB1's backoff and jitter over the retries since
+  the channel was last ATTACHED (RTL13b); every other state has no timer.
   :meth:`ChannelMachine._tick` feeds the TIMEOUT input when it is due.
 """
 
@@ -24,6 +25,7 @@ from typing import Any, Final, TypeAlias
 
 import attrs
 
+from presence_core._backoff import Jitter, no_jitter, retry_delay
 from presence_core._channel_state import TRANSITIONS, ChannelInput, InputKind
 from presence_core._errors import UsageError
 from presence_core._member_map import MemberMap
@@ -162,6 +164,8 @@ class ChannelMachine:
         client_id: The library's clientId if already known (``None`` until CONNECTED tells).
         options: The room options; defaults to entering and subscribing allowed.
         settings: The channel's timeouts; :class:`ChannelSettings` defaults otherwise.
+        jitter: The jitter source of the SUSPENDED retries (RTB1b): a callable returning
+            floats in ``[0, 1)``; no jitter by default.
     """
 
     __slots__ = (
@@ -173,10 +177,12 @@ class ChannelMachine:
         "_deadline",
         "_detach_from",
         "_granted_modes",
+        "_jitter",
         "_map",
         "_ops",
         "_options",
         "_own",
+        "_retries",
         "_settings",
         "_state",
     )
@@ -188,6 +194,7 @@ class ChannelMachine:
         client_id: str | None = None,
         options: RoomOptions | None = None,
         settings: ChannelSettings | None = None,
+        jitter: Jitter = no_jitter,
     ) -> None:
         if type(channel) is not str or not channel:
             raise UsageError("channel name must be a non-empty string", code=40010)
@@ -209,6 +216,9 @@ class ChannelMachine:
         # channel; and the state a timed-out detach returns to (RTL5f).
         self._deadline: int | None = None
         self._detach_from = ChannelState.ATTACHED
+        # RTB1: the jitter source, and the SUSPENDED retries since the channel was attached.
+        self._jitter = jitter
+        self._retries = 0
 
     # -- the channel state table ------------------------------------------------------------
     def _transition(
@@ -381,9 +391,15 @@ class ChannelMachine:
                 self._deadline = now + self._settings.request_timeout
         elif state is _SUSPENDED:
             if previous is not _SUSPENDED:
-                self._deadline = now + self._settings.channel_retry_timeout
+                self._retries += 1
+                delay = retry_delay(
+                    self._settings.channel_retry_timeout, self._retries, self._jitter()
+                )
+                self._deadline = now + delay
         else:
             self._deadline = None
+            if state is _ATTACHED:
+                self._retries = 0
 
     def _h_attach_timeout(
         self, previous: ChannelState, reason: Any, payload: Any, now: int

@@ -320,7 +320,8 @@ class Connection(RoomOperations):
             ChannelSettings(
                 request_timeout=settings.realtime_request_timeout,
                 channel_retry_timeout=settings.channel_retry_timeout,
-            )
+            ),
+            jitter,
         )
         # The id the latest OpenTransport named, and the current transport's (None without one).
         self._transports = 0

@@ -127,6 +127,8 @@ class PresenceSet(ChannelMachine):
         client_id: The library's clientId if already known (``None`` until CONNECTED tells).
         options: The room options; defaults to entering and subscribing allowed.
         settings: The channel's timeouts; :class:`ChannelSettings` defaults otherwise.
+        jitter: The jitter source of the SUSPENDED retries (RTB1b): a callable returning
+            floats in ``[0, 1)``; no jitter by default.
     """
 
     __slots__ = ()

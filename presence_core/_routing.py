@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final, Protocol
 
+from presence_core._backoff import Jitter
 from presence_core._errors import UsageError
 from presence_core._outbox import Frame, Outbox
 from presence_core._output import (
@@ -119,14 +120,15 @@ class Router:
     See the module docs.  Methods given an :class:`Out` fold what the rooms return into it.
     """
 
-    __slots__ = ("outbox", "rooms", "settings")
+    __slots__ = ("jitter", "outbox", "rooms", "settings")
 
-    def __init__(self, settings: ChannelSettings) -> None:
+    def __init__(self, settings: ChannelSettings, jitter: Jitter) -> None:
         #: The rooms in the order they were made; read directly by the connection.
         self.rooms: dict[str, Room] = {}
         self.outbox = Outbox()
-        #: The timeouts every new room is built with.
+        #: The timeouts and the jitter source every new room is built with.
         self.settings = settings
+        self.jitter = jitter
 
     def room(self, channel: str, options: RoomOptions | None, owner: Identity, now: int) -> Room:
         """The room for ``channel``, made for ``owner`` and added on first use.
@@ -306,7 +308,9 @@ class Router:
             raise UsageError("channel name must not be empty", code=40010)
         opts = options if options is not None else RoomOptions()
         client_id = owner.client_id
-        presence = PresenceSet(channel, client_id=client_id, options=opts, settings=self.settings)
+        presence = PresenceSet(
+            channel, client_id=client_id, options=opts, settings=self.settings, jitter=self.jitter
+        )
         if owner.connection_id is not None:
             # A room made between two CONNECTEDs learns the connection it lives on now; the
             # next CONNECTED tells every room again.  set_connection has no output.

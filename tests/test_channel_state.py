@@ -416,3 +416,25 @@ def test_channel_timer_only_in_attaching_detaching_and_suspended() -> None:
         ps = build()
         has_timer = state in (S.ATTACHING, S.DETACHING, S.SUSPENDED)
         assert (ps.next_deadline() is not None) == has_timer, state
+
+
+def test_RTL13b_RTB1_suspended_retries_back_off_with_jitter() -> None:
+    """RTL13b + RTB1: each retry of a SUSPENDED channel waits channelRetryTimeout times the
+    backoff (1, 4/3, 5/3, 2, 2 ...) and the jitter coefficient (1 - u/5); ATTACHED resets it."""
+    ps = PresenceSet(CH, client_id="me", jitter=lambda: 0.5)
+    ps.set_connection("conn", client_id="me", now=NOW)
+    ps.attach(now=NOW)
+    waits = []
+    now = NOW
+    for _ in range(5):
+        ps.receive(detached(), now=now)  # the attach is refused: SUSPENDED (RTL13b)
+        deadline = ps.next_deadline()
+        assert deadline is not None
+        waits.append(deadline - now)
+        now = deadline
+        ps.tick(now=now)  # attaches again
+    assert waits == [13_500, 18_000, 22_500, 27_000, 27_000]
+    ps.receive(attached(), now=now)
+    ps.receive(detached(), now=now)  # RTL13a: reattaching, not suspended
+    ps.receive(detached(), now=now)  # refused again: the backoff starts over
+    assert ps.next_deadline() == now + 13_500
