@@ -9,7 +9,7 @@ exactly that.
 
 from __future__ import annotations
 
-from hypothesis import event, find, given, settings, strategies as st
+from hypothesis import event, example, find, given, settings, strategies as st
 
 from presence_core import (
     RoomOptions,
@@ -51,6 +51,15 @@ SCHEDULES = strategies.schedules(
 EXAMPLES = max(500, settings().max_examples)
 
 
+#: Always part of the property: the bot has 500 own members when its network goes away for
+#: longer than the grace period, so the server removes them all and every one must come back
+#: through re-entries split and paced to the server's default limits (D10).
+BIG_REENTRY: tuple[ScheduleEvent, ...] = (
+    *(Enter(at=100 + i, client="bot", room="r2", data=i, client_id=f"m{i}") for i in range(500)),
+    Partition(at=40_000, client="bot", duration=30_000),
+)
+
+
 def _label(stats: dict[str, int]) -> None:
     for name in ("resumes", "failed_resumes", "rooms_reattached", "resends", "resyncs"):
         if stats.get(name):
@@ -59,6 +68,7 @@ def _label(stats: dict[str, int]) -> None:
 
 @settings(max_examples=EXAMPLES)
 @given(schedule=SCHEDULES, seed=st.integers(min_value=0, max_value=2**32 - 1))
+@example(schedule=BIG_REENTRY, seed=7)
 def test_convergence_under_generated_fault_schedules(
     schedule: tuple[ScheduleEvent, ...], seed: int
 ) -> None:
