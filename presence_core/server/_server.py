@@ -381,14 +381,7 @@ class Server:
         self, conn: Connection, msg: ProtocolMessage, clock: int
     ) -> tuple[Channel, tuple[PresenceMessage, ...], list[str]]:
         """Validate a whole PRESENCE frame; return its channel, items and their clientIds."""
-        name = msg.channel
-        if not name:
-            raise Reject(error(40000, 400, "PRESENCE without a channel"))
-        modes = conn.channels.get(name)
-        if modes is None:
-            raise Reject(error(90001, 400, f"Channel {name!r} is not attached"))
-        if not modes & ChannelMode.PRESENCE:
-            raise Reject(error(40160, 401, f"No presence permission on {name!r}"))
+        name = _attached_channel(conn, msg, "PRESENCE", ChannelMode.PRESENCE, "presence")
         items = msg.presence
         if not items:
             raise Reject(error(40000, 400, "PRESENCE without presence items"))
@@ -449,14 +442,7 @@ class Server:
         self, conn: Connection, msg: ProtocolMessage, clock: int
     ) -> tuple[Channel, list[str | None]]:
         """Validate a whole MESSAGE frame; return its channel and the items' clientIds."""
-        name = msg.channel
-        if not name:
-            raise Reject(error(40000, 400, "MESSAGE without a channel"))
-        modes = conn.channels.get(name)
-        if modes is None:
-            raise Reject(error(90001, 400, f"Channel {name!r} is not attached"))
-        if not modes & ChannelMode.PUBLISH:
-            raise Reject(error(40160, 401, f"No publish permission on {name!r}"))
+        name = _attached_channel(conn, msg, "MESSAGE", ChannelMode.PUBLISH, "publish")
         items = msg.messages
         if not items:
             raise Reject(error(40000, 400, "MESSAGE without messages"))
@@ -489,3 +475,18 @@ _HANDLERS: Final[Mapping[int, _Handler]] = types.MappingProxyType(
         ProtocolAction.MESSAGE: Server._on_message,
     }
 )
+
+
+def _attached_channel(
+    conn: Connection, msg: ProtocolMessage, kind: str, mode: ChannelMode, permission: str
+) -> str:
+    """The channel a numbered frame names, if attached with ``mode``; else Reject (the NACK)."""
+    name = msg.channel
+    if not name:
+        raise Reject(error(40000, 400, f"{kind} without a channel"))
+    modes = conn.channels.get(name)
+    if modes is None:
+        raise Reject(error(90001, 400, f"Channel {name!r} is not attached"))
+    if not modes & mode:
+        raise Reject(error(40160, 401, f"No {permission} permission on {name!r}"))
+    return name
