@@ -58,6 +58,7 @@ from presence_core._presence_set import (
 from presence_core._version import __version__ as __version__
 from presence_core._wire import (
     DEFAULT_MODES as DEFAULT_MODES,
+    AuthDetails as AuthDetails,
     ChannelMode as ChannelMode,
     ConnectionDetails as ConnectionDetails,
     ErrorInfo as ErrorInfo,
@@ -82,6 +83,7 @@ __all__ = [
     "ChannelMode",
     "DEFAULT_MODES",
     "ErrorInfo",
+    "AuthDetails",
     "ConnectionDetails",
     "PresenceMessage",
     "Message",

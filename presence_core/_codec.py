@@ -48,6 +48,7 @@ import attrs
 
 from presence_core._errors import ProtocolError, UsageError
 from presence_core._wire import (
+    AuthDetails,
     ConnectionDetails,
     ErrorInfo,
     Message,
@@ -616,6 +617,8 @@ def _decode_frame(obj: dict[Any, Any], limits: CodecLimits) -> ProtocolMessage:
             path = f"res[{index}]"
             _check_json(_as_dict(entry, path), limits.max_nesting_depth, path)
         res = tuple(items)
+    raw = get("auth")
+    auth = None if raw is None else _decode_auth(raw)
 
     return ProtocolMessage(
         action=action,
@@ -634,6 +637,7 @@ def _decode_frame(obj: dict[Any, Any], limits: CodecLimits) -> ProtocolMessage:
         timestamp=timestamp,
         params=params,
         res=res,
+        auth=auth,
     )
 
 
@@ -762,6 +766,13 @@ def _decode_details(raw: object) -> ConnectionDetails:
     )
 
 
+def _decode_auth(raw: object) -> AuthDetails:
+    token = _opt_str(_as_dict(raw, "auth").get("accessToken"), "auth.accessToken")
+    if token is None:
+        raise _fail("auth.accessToken", "missing")
+    return AuthDetails(access_token=token)
+
+
 def _decode_error(raw: object, base: str, depth: int) -> ErrorInfo:
     get = _as_dict(raw, base).get
     code = get("code")
@@ -865,6 +876,8 @@ def encode(message: ProtocolMessage) -> dict[str, Any]:
         out["params"] = dict(message.params)
     if message.res is not None:
         out["res"] = list(message.res)
+    if message.auth is not None:
+        out["auth"] = {"accessToken": message.auth.access_token}
     return out
 
 

@@ -11,26 +11,31 @@ Inputs (each returns one frozen :class:`~presence_core.Output`):
 * ``receive(message, transport_id=, now=)`` -- every frame read from a transport.
 * ``transport_closed(transport_id=, now=, error=)`` -- a transport was lost or could not be
   opened.
+* ``authorize(token, now=)`` -- switch to a new token (RTC8).
 * ``close(now=)``, ``ping(id, now=)``, and the room operations (``attach``, ``detach``,
   ``enter``, ``update``, ``leave``, ``enter_client``, ``update_client``, ``leave_client``), or
   ``route(channel, output, now=)`` for an Output obtained by calling a room directly.
 * ``tick(now=)`` when ``now`` reaches ``next_deadline()``.
 
-The work is split three ways, and each module states the rules it applies:
+The work is split like this, and each module states the rules it applies:
 
 * this module: the connection's states and every timer (below);
 * :mod:`presence_core._routing`: how each room's Output folds into the connection's (events
-  batched per room as :class:`~presence_core.ChannelEvents`), and how rooms follow the
-  connection's states (RTL3);
+  batched per room as :class:`~presence_core.ChannelEvents`), how rooms follow the
+  connection's states (RTL3), and the recovered rooms' channelSerials (RTN16j);
 * :mod:`presence_core._outbox`: msgSerial numbering, frames pending an ACK or held for a
-  transport, resends, and failing them all (RTN7, RTN19a, RTL3d2).
+  transport, resends, and failing them all (RTN7, RTN19a, RTL3d2);
+* :mod:`presence_core._pings` and :mod:`presence_core._recovery`: the pings in flight
+  (RTN13) and the recovery key (RTN16).
 
 The connection's own rules:
 
 * **Connecting.**  CONNECTED gives the id, the key a resume sends, the clientId (adopted when
   none was given; a different one fails the connection with 40102, as in ably-js) and the
   details.  A resume is kept when CONNECTED names the same id; an error in CONNECTED means
-  connected without continuity (RTN15c7).  A CONNECTED while CONNECTED is a connection update
+  connected without continuity (RTN15c7).  A connection made with ``recover=`` sends it on
+  every attempt until the first CONNECTED (RTN16k), which keeps the recovered connection
+  unless it carries an error (RTN16l).  A CONNECTED while CONNECTED is a connection update
   (RTN24): new details, nothing re-attached or resent.
 * **Transport identity.**  Each OpenTransport names a new transport id, counting from 1; that
   transport is the current one until the reducer closes it with
@@ -49,7 +54,8 @@ The connection's own rules:
   The rooms' timers run only while CONNECTED (RTL13c): without a transport a room's attach
   cannot be answered, and on CONNECTED every room attaches again anyway (RTL3d).
 * **Pings (RTN13)** are answered on the transport they were sent on, so every state change
-  but CONNECTED to CLOSING fails the outstanding ones.
+  but CONNECTED to CLOSING fails the outstanding ones (the rest is in
+  :mod:`presence_core._pings`).
 * **Losing the transport.**  A CONNECTED connection retries at once, resuming (RTN15a); a
   failed attempt waits ``disconnected_retry_timeout`` with RTB1's backoff and jitter (RTN14d;
   see :mod:`presence_core._backoff`), the nth failed attempt since the connection was last up
@@ -58,8 +64,11 @@ The connection's own rules:
   DISCONNECTED connections only), and its next transport starts a new connection (RTN15g).  The
   ttl is checked before every attempt, ``connect()`` included: one made after it has passed
   goes through SUSPENDED first, so pending work fails (RTN7e) and rooms suspend (RTL3c) before
-  the fresh connection.  The server's DISCONNECTED frame is a loss like any other (RTN15h); a
-  connection-wide ERROR is fatal (RTN14g, RTN15i).
+  the fresh connection.  The server's DISCONNECTED frame is a loss like any other (RTN15h),
+  except that a token error (401 with a code from 40140 to 40149) fails a connection that
+  authenticates with a token: the reducer cannot make another one (RTN15h1), so the embedder
+  calls ``authorize`` with a new token, which connects afresh.  A connection-wide ERROR is
+  fatal (RTN14g, RTN15i), the answer to a refused AUTH included (RTC8a2).
 * **Giving up.**  In SUSPENDED, CLOSED and FAILED the outbox fails its work (RTN7e) and the
   rooms follow the connection (RTL3).  Room operations are refused with a UsageError from
   SUSPENDED (80002), CLOSING or CLOSED (80017) and FAILED (80000).
@@ -75,7 +84,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 
 import attrs
 
@@ -89,14 +98,19 @@ from presence_core._output import (
     FrameIgnored,
     OpenTransport,
     Output,
-    PingAnswered,
-    PingFailed,
     Send,
 )
+from presence_core._pings import Pings
 from presence_core._presence_set import ChannelSettings, PresenceSet, PresenceSnapshot, RoomOptions
 from presence_core._room_operations import RoomCall, RoomOperations
 from presence_core._routing import Out, Router
-from presence_core._wire import ConnectionDetails, ErrorInfo, ProtocolAction, ProtocolMessage
+from presence_core._wire import (
+    AuthDetails,
+    ConnectionDetails,
+    ErrorInfo,
+    ProtocolAction,
+    ProtocolMessage,
+)
 
 __all__ = ["ConnectionSettings", "ConnectionSnapshot", "Connection"]
 
@@ -144,13 +158,17 @@ _SUSPENDED_ERROR: Final = ErrorInfo(
 )
 _CLOSED_ERROR: Final = ErrorInfo(code=80017, status_code=400, message="connection closed")
 _FAILED_ERROR: Final = ErrorInfo(code=80000, status_code=400, message="connection failed")
-_PING_TIMEOUT: Final = ErrorInfo(code=50003, status_code=504, message="ping timed out")
 _STALE: Final = "from a transport that is not the current one"
 
 
 def _idle_error(silent_for: int) -> ErrorInfo:
     message = f"no activity seen from the server in {silent_for} ms"
     return ErrorInfo(code=80003, status_code=503, message=message)
+
+
+def _token_error(error: ErrorInfo | None) -> TypeGuard[ErrorInfo]:
+    """Whether ``error`` says the token is no longer valid (RTN15h1, RTN22a)."""
+    return error is not None and error.status_code == 401 and 40140 <= error.code < 40150
 
 
 def _client_id_mismatch(asked: str, granted: str) -> ErrorInfo:
@@ -219,12 +237,18 @@ class ConnectionSnapshot:
 
 
 def _transport_params(
-    auth: dict[str, str], resume: str | None, client_id: str | None, heartbeats: bool
+    auth: dict[str, str],
+    resume: str | None,
+    recover: str | None,
+    client_id: str | None,
+    heartbeats: bool,
 ) -> dict[str, str]:
     """The query parameters of an OpenTransport."""
     params = dict(auth)
     if resume is not None:
         params["resume"] = resume
+    elif recover is not None:
+        params["recover"] = recover
     if client_id is not None:
         params["clientId"] = client_id
     params["format"] = "json"
@@ -267,80 +291,21 @@ def _check_serial(message: ProtocolMessage) -> None:
         raise ProtocolError("msgSerial must not be negative", path="msgSerial")
 
 
-class Connection(RoomOperations):
-    """Deterministic reducer for one realtime connection and its rooms.  See the module docs.
+class _Queries:
+    """What a :class:`Connection` tells about itself: its state, identity and rooms."""
 
-    Args:
-        key: An API key ``name:secret``, sent as ``key``.
-        token: A token string, sent as ``access_token``.  Exactly one of ``key`` and ``token``
-            must be given.
-        client_id: The clientId to connect as.  When ``None``, the clientId the server puts in
-            CONNECTED is adopted.  When set, a CONNECTED naming another clientId fails the
-            connection with 40102.
-        settings: Timeouts and switches; :class:`ConnectionSettings` defaults otherwise.
-        jitter: The jitter source of the retry delays (RTB1b): a callable returning floats in
-            ``[0, 1)``, such as ``random.random``.  The default always returns 0, which keeps
-            the reducer deterministic and every delay at its backoff exactly; an embedder that
-            wants its clients' retries spread out passes a random one.
+    _state: ConnectionState
+    _transport: int | None
+    _connection_id: str | None
+    _connection_key: str | None
+    _fresh: bool
+    _client_id: str | None
+    _details: ConnectionDetails | None
+    _error: ErrorInfo | None
+    _settings: ConnectionSettings
+    _router: Router
+    _now: int | None
 
-    Raises:
-        UsageError: Neither or both of ``key`` and ``token``, or an invalid ``client_id``.
-    """
-
-    def __init__(
-        self,
-        *,
-        key: str | None = None,
-        token: str | None = None,
-        client_id: str | None = None,
-        settings: ConnectionSettings | None = None,
-        jitter: Jitter = no_jitter,
-    ) -> None:
-        if (key is None) == (token is None):
-            raise UsageError("give exactly one of key= and token=", code=40106)
-        if client_id is not None and (not client_id or client_id == "*"):
-            # RSA7c: the wildcard is a capability, never a connection's own identity.
-            raise UsageError(f"invalid clientId {client_id!r}", code=40012)
-        # The credential query parameter, the same on every transport.
-        self._auth = {"key": key} if key is not None else {"access_token": token or ""}
-        self._settings = settings = settings if settings is not None else ConnectionSettings()
-        self._jitter = jitter
-        self._client_id = client_id
-        self._state = _CS.INITIALIZED
-        self._now: int | None = None
-        self._connection_id: str | None = None
-        self._connection_key: str | None = None
-        self._details: ConnectionDetails | None = None
-        self._error: ErrorInfo | None = None
-        # True when the next transport must not resume (first connect, or after the
-        # connection was suspended, closed or failed: RTN15g).
-        self._fresh = True
-        # The rooms and the outbox of their frames; the outbox's gate follows self._state.
-        self._router = Router(
-            ChannelSettings(
-                request_timeout=settings.realtime_request_timeout,
-                channel_retry_timeout=settings.channel_retry_timeout,
-            ),
-            jitter,
-        )
-        # The id the latest OpenTransport named, and the current transport's (None without one).
-        self._transports = 0
-        self._transport: int | None = None
-        self._ttl = self._settings.connection_state_ttl
-        self._max_idle = 0
-        self._last_activity = 0
-        # The one timer of the current state: the connect timeout (CONNECTING), the next retry
-        # (DISCONNECTED, SUSPENDED) or the close timeout (CLOSING).
-        self._deadline: int | None = None
-        # When the DISCONNECTED/CONNECTING retry cycle gives up and suspends (RTN14e).
-        self._suspend_at: int | None = None
-        # Whether a failed attempt returns to SUSPENDED (the cycle started there) or not.
-        self._suspended_cycle = False
-        # Failed attempts since the connection was last up: RTB1a's retry count.
-        self._failures = 0
-        self._pings: dict[str, int] = {}
-
-    # -- queries ----------------------------------------------------------------------------
     @property
     def state(self) -> ConnectionState:
         """The connection state (RTN4)."""
@@ -360,6 +325,18 @@ class Connection(RoomOperations):
     def connection_key(self) -> str | None:
         """The key a resume would send; ``None`` when the next transport starts afresh."""
         return None if self._fresh else self._connection_key
+
+    @property
+    def recovery_key(self) -> str | None:
+        """A key that lets a new Connection's ``recover=`` carry this connection on (RTN16g).
+
+        ``None`` without a connectionKey, and while SUSPENDED, CLOSING, CLOSED or FAILED (the
+        states that refuse room operations: RTN16g2).
+        """
+        key = self.connection_key
+        if key is None or self._state in _REFUSED:
+            return None
+        return self._router.recovery_key(key)
 
     @property
     def client_id(self) -> str | None:
@@ -404,17 +381,101 @@ class Connection(RoomOperations):
         """
         return self._router.room(channel, options, self, self._now or 0).presence
 
+
+class Connection(RoomOperations, _Queries):
+    """Deterministic reducer for one realtime connection and its rooms.  See the module docs.
+
+    Args:
+        key: An API key ``name:secret``, sent as ``key``.
+        token: A token string, sent as ``access_token``.  Exactly one of ``key`` and ``token``
+            must be given.
+        client_id: The clientId to connect as.  When ``None``, the clientId the server puts in
+            CONNECTED is adopted.  When set, a CONNECTED naming another clientId fails the
+            connection with 40102.
+        settings: Timeouts and switches; :class:`ConnectionSettings` defaults otherwise.
+        jitter: The jitter source of the retry delays (RTB1b): a callable returning floats in
+            ``[0, 1)``, such as ``random.random``.  The default always returns 0, which keeps
+            the reducer deterministic and every delay at its backoff exactly; an embedder that
+            wants its clients' retries spread out passes a random one.
+        recover: The :attr:`recovery_key` of an earlier Connection, to carry its connection on
+            (RTN16): the first transport sends ``recover``, msgSerials continue from the
+            key's, and a room named in it sends the key's channelSerial in its ATTACH.  A key
+            that cannot be read is ignored (RTN16f1).
+
+    Raises:
+        UsageError: Neither or both of ``key`` and ``token``, or an invalid ``client_id``.
+    """
+
+    def __init__(
+        self,
+        *,
+        key: str | None = None,
+        token: str | None = None,
+        client_id: str | None = None,
+        settings: ConnectionSettings | None = None,
+        jitter: Jitter = no_jitter,
+        recover: str | None = None,
+    ) -> None:
+        if (key is None) == (token is None):
+            raise UsageError("give exactly one of key= and token=", code=40106)
+        if client_id is not None and (not client_id or client_id == "*"):
+            # RSA7c: the wildcard is a capability, never a connection's own identity.
+            raise UsageError(f"invalid clientId {client_id!r}", code=40012)
+        # The credential query parameter every transport sends; authorize() replaces it.
+        self._auth = {"key": key} if key is not None else {"access_token": token or ""}
+        self._settings = settings = settings if settings is not None else ConnectionSettings()
+        self._jitter = jitter
+        self._client_id = client_id
+        self._state = _CS.INITIALIZED
+        self._now: int | None = None
+        self._connection_id: str | None = None
+        self._connection_key: str | None = None
+        self._details: ConnectionDetails | None = None
+        self._error: ErrorInfo | None = None
+        # True when the next transport must not resume (first connect, or after the
+        # connection was suspended, closed or failed: RTN15g).
+        self._fresh = True
+        # The rooms and the outbox of their frames; the outbox's gate follows self._state.
+        self._router = Router(
+            ChannelSettings(
+                request_timeout=settings.realtime_request_timeout,
+                channel_retry_timeout=settings.channel_retry_timeout,
+            ),
+            jitter,
+        )
+        # The id the latest OpenTransport named, and the current transport's (None without one).
+        self._transports = 0
+        self._transport: int | None = None
+        self._ttl = self._settings.connection_state_ttl
+        self._max_idle = 0
+        self._last_activity = 0
+        # The one timer of the current state: the connect timeout (CONNECTING), the next retry
+        # (DISCONNECTED, SUSPENDED) or the close timeout (CLOSING).
+        self._deadline: int | None = None
+        # When the DISCONNECTED/CONNECTING retry cycle gives up and suspends (RTN14e).
+        self._suspend_at: int | None = None
+        # Whether a failed attempt returns to SUSPENDED (the cycle started there) or not.
+        self._suspended_cycle = False
+        # Failed attempts since the connection was last up: RTB1a's retry count.
+        self._failures = 0
+        self._pings = Pings(settings.max_pending_pings, settings.realtime_request_timeout)
+        # RTN16k: the connectionKey to recover, sent as ``recover`` until the first CONNECTED.
+        self._recover = None if recover is None else self._router.recover(recover)
+
+    # -- queries ----------------------------------------------------------------------------
+
     def next_deadline(self) -> int | None:
         """The earliest ``now`` at which :meth:`tick` has something to do, or ``None``."""
         state = self._state
         if state is _CS.CONNECTED:
-            timeout = self._settings.realtime_request_timeout
-            due = [sent + timeout for sent in self._pings.values()]
             router = self._router
-            for d in (self._idle_deadline(), router.outbox.next_send_at(), router.next_timer()):
-                if d is not None:
-                    due.append(d)
-            return min(due, default=None)
+            due = (
+                self._pings.next_deadline(),
+                self._idle_deadline(),
+                router.outbox.next_send_at(),
+                router.next_timer(),
+            )
+            return min((d for d in due if d is not None), default=None)
         if state in (_CS.CONNECTING, _CS.DISCONNECTED) and self._suspend_at is not None:
             if self._deadline is None:
                 return self._suspend_at
@@ -436,7 +497,7 @@ class Connection(RoomOperations):
             queued=router.outbox.held_ids(),
             waiting=router.outbox.waiting_ids(),
             rooms=tuple((name, room.presence.snapshot()) for name, room in router.rooms.items()),
-            pings=tuple(self._pings.items()),
+            pings=self._pings.items(),
             now=self._now,
             next_deadline=self.next_deadline(),
         )
@@ -506,6 +567,32 @@ class Connection(RoomOperations):
             self._lost(error if error is not None else _DISCONNECTED_ERROR, t, b)
         return b.build()
 
+    def authorize(self, token: str, *, now: int) -> Output:
+        """Use ``token`` from now on (RTC8); every later transport authenticates with it.
+
+        CONNECTED: send AUTH carrying the token (RTC8a).  The server answers with a CONNECTED,
+        a connection update (RTN24), or with an ERROR that fails the connection (RTC8a2).
+        CONNECTING: the attempt is given up and another made with the token (RTC8b).  In any
+        other state the connection connects with the token, as :meth:`connect` does (RTC8c).
+
+        Raises:
+            UsageError: ``token`` is not a non-empty string (40000).
+        """
+        if type(token) is not str or not token:
+            raise UsageError("token must be a non-empty string")
+        self._auth = {"access_token": token}
+        if self._state is _CS.CONNECTED:
+            self._advance(now)
+            auth = ProtocolMessage(action=ProtocolAction.AUTH, auth=AuthDetails(access_token=token))
+            return Output(commands=(Send(message=auth),))
+        if self._state is not _CS.CONNECTING:
+            return self.connect(now=now)
+        t = self._advance(now)
+        b = Out()
+        b.commands.append(CloseTransport())
+        self._open(t, b)
+        return b.build()
+
     def tick(self, *, now: int) -> Output:
         """Fire every deadline that ``now`` has reached (see :meth:`next_deadline`)."""
         t = self._advance(now)
@@ -528,14 +615,8 @@ class Connection(RoomOperations):
         """
         if self._state is not _CS.CONNECTED:
             raise UsageError(f"cannot ping while {self._state.value}", code=80003)
-        if not ping_id or ping_id in self._pings:
-            raise UsageError(f"ping id {ping_id!r} is empty or already in flight")
-        if len(self._pings) >= self._settings.max_pending_pings:
-            raise UsageError("too many pings in flight")
-        t = self._advance(now)
-        self._pings[ping_id] = t
-        heartbeat = ProtocolMessage(action=ProtocolAction.HEARTBEAT, id=ping_id)
-        return Output(commands=(Send(message=heartbeat),))
+        self._pings.check(ping_id)
+        return Output(commands=(self._pings.send(ping_id, self._advance(now)),))
 
     # -- frames -----------------------------------------------------------------------------
     def receive(self, message: ProtocolMessage, *, transport_id: int, now: int) -> Output:
@@ -569,9 +650,9 @@ class Connection(RoomOperations):
             self._ignore(message, "no transport", t, b)
         elif action == ProtocolAction.HEARTBEAT:
             self._commit_activity(t)
-            sent = self._pings.pop(message.id, None) if message.id is not None else None
-            if sent is not None:
-                b.events.append(PingAnswered(id=message.id or "", round_trip=t - sent))
+            answer = self._pings.answer(message.id, t)
+            if answer is not None:
+                b.events.append(answer)
         elif action == ProtocolAction.ERROR:
             # RTN14g, RTN15i.
             self._now = t
@@ -579,11 +660,17 @@ class Connection(RoomOperations):
         elif action == ProtocolAction.DISCONNECTED:
             # RTN15h.
             self._now = t
-            b.commands.append(CloseTransport(reason=message.error))
+            error = message.error
+            if self._state is not _CS.CLOSING and _token_error(error) and "key" not in self._auth:
+                # RTN15h1: the token has expired and the reducer cannot make another; with a
+                # key the next attempt authenticates afresh (RTN15h2).
+                self._fail(error, t, b)
+                return b.build()
+            b.commands.append(CloseTransport(reason=error))
             if self._state is _CS.CLOSING:
                 self._to_closed(t, b)
             else:
-                self._lost(message.error or _DISCONNECTED_ERROR, t, b)
+                self._lost(error or _DISCONNECTED_ERROR, t, b)
         elif action == ProtocolAction.CLOSED:
             self._now = t
             if self._state is _CS.CONNECTING:
@@ -644,11 +731,8 @@ class Connection(RoomOperations):
                 b.commands.append(CloseTransport(reason=error))
                 self._lost(error, t, b)
                 return True
-            limit = self._settings.realtime_request_timeout
-            late = [pid for pid, sent in self._pings.items() if t >= sent + limit]
-            for pid in late:
-                del self._pings[pid]
-                b.events.append(PingFailed(id=pid, error=_PING_TIMEOUT))
+            late = self._pings.expire(t)
+            b.events.extend(late)
             rooms = self._router.fire_timers(t, b)
             return self._router.outbox.pump_due(t, b.commands) or bool(late) or rooms
         if state in (_CS.CONNECTING, _CS.DISCONNECTED) and (
@@ -680,8 +764,7 @@ class Connection(RoomOperations):
         """
         if state is not _CS.CLOSING:
             # Only CLOSING keeps the transport the pings were sent on.
-            pings, self._pings = self._pings, {}
-            b.events.extend(PingFailed(id=pid, error=reason or _CLOSED_ERROR) for pid in pings)
+            b.events.extend(self._pings.fail_all(reason or _CLOSED_ERROR))
         b.events.append(ConnectionStateChanged(previous=self._state, current=state, reason=reason))
         self._state = state
         self._error = reason
@@ -702,10 +785,15 @@ class Connection(RoomOperations):
             # RTN15g: past the ttl the server has let the connection go; give up on it first,
             # so that its pending work fails (RTN7e) instead of resending on a new one.
             self._suspend(_SUSPENDED_ERROR, t, b)
-        self._set_state(_CS.CONNECTING, self._error, t, b)
+        if self._state is not _CS.CONNECTING:  # a new attempt while connecting: RTC8b
+            self._set_state(_CS.CONNECTING, self._error, t, b)
         self._deadline = t + self._settings.realtime_request_timeout
         params = _transport_params(
-            self._auth, self.connection_key, self._client_id, self._settings.heartbeats
+            self._auth,
+            self.connection_key,
+            self._recover,
+            self._client_id,
+            self._settings.heartbeats,
         )
         self._transports = self._transport = self._transports + 1
         b.commands.append(OpenTransport(transport_id=self._transports, params=params))
@@ -778,6 +866,11 @@ class Connection(RoomOperations):
         previous = self._state
         previous_id = self._connection_id
         resumed = not self._fresh and connection_id == previous_id
+        if self._recover is not None:
+            # RTN16l: the key does not hold the old connection's id, so only an error says the
+            # recovery failed (RTN15c7).
+            resumed = m.error is None
+            self._recover = None
         self._connection_id = connection_id
         self._connection_key = details.connection_key or m.connection_key
         self._details = details

@@ -3,7 +3,7 @@
 The rules of outgoing presence frames, applied here and nowhere else:
 
 * **Numbering (RTN7b).**  A frame gets the next ``msgSerial`` when it is sent; serials start
-  from 0 on each connection.
+  from 0 on each connection, or where the recovered one's stopped (RTN16f).
 * **Pending (RTN7a).**  A sent frame stays pending until an ACK or NACK covers it: one whose
   ``msgSerial`` is at most the frame's and whose ``msgSerial + count`` is above it.  An ACK for
   frames already settled covers nothing.
@@ -184,6 +184,10 @@ class Outbox:
     def serial(self) -> int:
         """The msgSerial the next frame sent will get."""
         return self._serial
+
+    def recover(self, serial: int) -> None:
+        """Number frames from ``serial``, continuing a recovered connection (RTN16f)."""
+        self._serial = serial
 
     # -- the gate ---------------------------------------------------------------------------
     def open(self) -> None:

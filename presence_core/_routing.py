@@ -20,12 +20,18 @@ The rules of that fold, applied here and nowhere else:
   SUSPENDED attached and attaching rooms suspend and detaching ones detach (RTL3c).
 * **Room timers.**  Each room is built with the connection's channel settings; a room's timer
   that fires gives an Output folded like any other (the connection says when they run).
+* **Recovered channelSerials (RTN16j).**  A room named in the recovery key sends that key's
+  channelSerial in its ATTACH until it has one of its own: until it is ATTACHED, or DETACHED
+  or FAILED, which forget a serial (RTL15b2).  The room is made on first use, as any other,
+  so that the application still chooses its options.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Final, Protocol
+
+import attrs
 
 from presence_core._backoff import Jitter
 from presence_core._errors import UsageError
@@ -45,6 +51,7 @@ from presence_core._output import (
     SendPresence,
 )
 from presence_core._presence_set import ChannelSettings, PresenceSet, RoomOptions
+from presence_core._recovery import make_recovery_key, read_recovery_key
 from presence_core._wire import (
     ConnectionDetails,
     ErrorInfo,
@@ -70,8 +77,16 @@ _FOLLOW: Final[dict[ConnectionState, dict[ChannelState, ChannelState]]] = {
     },
 }
 _NACK_DEFAULT: Final = ErrorInfo(code=50000, status_code=500, message="NACK without an error")
+# A room in one of these states no longer needs a recovered channelSerial (RTN16j, RTL15b2).
+_OWN_SERIAL: Final = (_CH.ATTACHED, _CH.DETACHED, _CH.FAILED)
 # RTL11: a room in one of these states fails the frames held for it.
 _DEAD_ROOM: Final = frozenset({_CH.DETACHED, _CH.SUSPENDED, _CH.FAILED, _CH.INITIALIZED})
+
+
+def _channel_serial(presence: PresenceSet) -> str | None:
+    """The channelSerial ``presence`` sends in its next ATTACH (RTL15b)."""
+    # PresenceSet offers no public read of it; the recovery key is its only other reader.
+    return presence._channel_serial
 
 
 class Out:
@@ -120,7 +135,7 @@ class Router:
     See the module docs.  Methods given an :class:`Out` fold what the rooms return into it.
     """
 
-    __slots__ = ("jitter", "outbox", "rooms", "settings")
+    __slots__ = ("jitter", "outbox", "recovered", "rooms", "settings")
 
     def __init__(self, settings: ChannelSettings, jitter: Jitter) -> None:
         #: The rooms in the order they were made; read directly by the connection.
@@ -129,6 +144,8 @@ class Router:
         #: The timeouts and the jitter source every new room is built with.
         self.settings = settings
         self.jitter = jitter
+        #: The recovery key's channelSerials still to be sent, by channel (RTN16j).
+        self.recovered: dict[str, str] = {}
 
     def room(self, channel: str, options: RoomOptions | None, owner: Identity, now: int) -> Room:
         """The room for ``channel``, made for ``owner`` and added on first use.
@@ -222,11 +239,45 @@ class Router:
                 self._submit(room, Frame(room.channel, command.message, command.operations), t, b)
             elif isinstance(command, Send):
                 if send or outbox.is_open:
-                    b.commands.append(command)
+                    b.commands.append(self._with_serial(command) if self.recovered else command)
             else:
                 b.commands.append(command)
         if out.operation is not None:
             b.operation = out.operation
+        if self.recovered and room.presence.state in _OWN_SERIAL:
+            self.recovered.pop(room.channel, None)
+
+    def recover(self, key: str) -> str | None:
+        """Continue the connection recovery key ``key`` names; return its connectionKey.
+
+        A key that cannot be read is ignored (RTN16f1): ``None``, and nothing changes.
+        """
+        recovery = read_recovery_key(key)
+        if recovery is None:
+            return None
+        self.outbox.recover(recovery.msg_serial)  # RTN16f
+        self.recovered.update(recovery.channel_serials)  # RTN16j
+        return recovery.connection_key
+
+    def recovery_key(self, connection_key: str) -> str:
+        """The recovery key of the connection ``connection_key`` names, as it is now (RTN16g)."""
+        serials = {
+            name: serial
+            for name, room in self.rooms.items()
+            if room.presence.state is _CH.ATTACHED
+            and (serial := _channel_serial(room.presence)) is not None
+        }
+        return make_recovery_key(connection_key, self.outbox.serial, serials)
+
+    def _with_serial(self, command: Send) -> Send:
+        """``command``, carrying its room's recovered channelSerial if it is a bare ATTACH."""
+        m = command.message
+        if m.action != ProtocolAction.ATTACH or m.channel_serial is not None or m.channel is None:
+            return command
+        serial = self.recovered.get(m.channel)
+        if serial is None:
+            return command
+        return Send(message=attrs.evolve(m, channel_serial=serial))
 
     def acked(self, m: ProtocolMessage, serial: int, count: int, t: int, b: Out) -> None:
         """Settle what an ACK or NACK frame covers (RTN7a); a NACK's error fails it."""

@@ -24,6 +24,7 @@ __all__ = [
     "DEFAULT_MODES",
     "ErrorInfo",
     "ConnectionDetails",
+    "AuthDetails",
     "PresenceMessage",
     "Message",
     "ProtocolMessage",
@@ -154,6 +155,13 @@ class ConnectionDetails:
 
 
 @attrs.frozen(kw_only=True)
+class AuthDetails:
+    """The ``auth`` object of an AUTH frame (AD1): the token a live connection switches to."""
+
+    access_token: str
+
+
+@attrs.frozen(kw_only=True)
 class PresenceMessage:
     """One presence item (TP1-TP3), and also the event delivered to subscribers.
 
@@ -229,6 +237,8 @@ class ProtocolMessage:
     params: dict[str, str] | None = None
     #: On ACK: one ``{"serials": [...]}`` object per acknowledged message, kept as decoded.
     res: tuple[dict[str, Any], ...] | None = None
+    #: On a client's AUTH: the new token (RTC8a).
+    auth: AuthDetails | None = None
 
     def has_flag(self, flag: int) -> bool:
         """Return whether every bit of ``flag`` is set in :attr:`flags`."""

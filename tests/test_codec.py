@@ -19,6 +19,7 @@ from hypothesis import given
 
 from presence_core import (
     DEFAULT_MODES,
+    AuthDetails,
     ChannelMode,
     CodecLimits,
     ConnectionDetails,
@@ -118,6 +119,13 @@ CASES: list[Any] = [
             ),
         ),
         id="CONNECTED-failed-resume",
+    ),
+    pytest.param(
+        {"action": 17, "auth": {"accessToken": "eyJhbGciOi.new-token"}},
+        ProtocolMessage(
+            action=ProtocolAction.AUTH, auth=AuthDetails(access_token="eyJhbGciOi.new-token")
+        ),
+        id="AUTH-access-token",
     ),
     pytest.param(
         {
@@ -488,7 +496,7 @@ WIRE_NAMES = {
     # frame
     "action", "id", "channel", "channelSerial", "connectionId", "connectionKey",
     "connectionDetails", "msgSerial", "count", "error", "flags", "presence", "messages",
-    "timestamp", "params", "res",
+    "timestamp", "params", "res", "auth",
     # connectionDetails
     "clientId", "maxMessageSize", "maxIdleInterval", "connectionStateTtl", "serverId",
     "maxInboundRate", "maxOutboundRate", "maxFrameSize",
@@ -792,6 +800,9 @@ BAD_FIELDS: list[Any] = [
     pytest.param({"action": 10, "params": {"agent": 1}}, "params.agent", id="params-value"),
     pytest.param({"action": 10, "params": []}, "params", id="params"),
     pytest.param({"action": 1, "res": [1]}, "res[0]", id="res-entry"),
+    pytest.param({"action": 17, "auth": "token"}, "auth", id="auth-not-object"),
+    pytest.param({"action": 17, "auth": {}}, "auth.accessToken", id="auth-no-token"),
+    pytest.param({"action": 17, "auth": {"accessToken": 7}}, "auth.accessToken", id="auth-token"),
 ]
 
 
