@@ -165,6 +165,11 @@ class PresenceSet(ChannelMachine):
         return self._client_id
 
     @property
+    def channel_serial(self) -> str | None:
+        """The channelSerial the next ATTACH carries (RTL15b), and a recovery key records."""
+        return self._channel_serial
+
+    @property
     def granted_modes(self) -> ChannelMode | None:
         """The modes granted by the last ATTACHED (RTL4m), or ``None`` before one arrived."""
         return self._granted_modes

@@ -83,12 +83,6 @@ _OWN_SERIAL: Final = (_CH.ATTACHED, _CH.DETACHED, _CH.FAILED)
 _DEAD_ROOM: Final = frozenset({_CH.DETACHED, _CH.SUSPENDED, _CH.FAILED, _CH.INITIALIZED})
 
 
-def _channel_serial(presence: PresenceSet) -> str | None:
-    """The channelSerial ``presence`` sends in its next ATTACH (RTL15b)."""
-    # PresenceSet offers no public read of it; the recovery key is its only other reader.
-    return presence._channel_serial
-
-
 class Out:
     """Accumulates one call's events and commands; frozen into an Output at the end."""
 
@@ -265,7 +259,7 @@ class Router:
             name: serial
             for name, room in self.rooms.items()
             if room.presence.state is _CH.ATTACHED
-            and (serial := _channel_serial(room.presence)) is not None
+            and (serial := room.presence.channel_serial) is not None
         }
         return make_recovery_key(connection_key, self.outbox.serial, serials)
 
