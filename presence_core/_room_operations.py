@@ -10,7 +10,7 @@ on first use and folds the room's Output into the connection's (see
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from presence_core._output import Output
 from presence_core._presence_set import PresenceSet
@@ -26,8 +26,9 @@ class RoomOperations:
 
     __slots__ = ()
 
-    def _room_call(self, channel: str, now: int, call: RoomCall) -> Output:
-        raise NotImplementedError  # pragma: no cover - the connection defines it
+    if TYPE_CHECKING:
+        # Declared for the type checker only: the class that mixes this in defines it.
+        def _room_call(self, channel: str, now: int, call: RoomCall) -> Output: ...
 
     def attach(self, channel: str, *, now: int) -> Output:
         """Attach the room ``channel`` (created with default options if new)."""

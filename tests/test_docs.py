@@ -31,7 +31,7 @@ USER_DOCS = (README, RULES, BENCHMARKS)
 
 # "- `M` = `tests/test_presence_set_members.py`": one abbreviation per line.
 ABBREVIATION = re.compile(r"^- `([A-Z])` = `(tests/[\w/]+\.py)`$", re.MULTILINE)
-# "M::test_x", "tests/test_f.py::test_x", or "::test_x" for the file named before it.
+# "M::test_x", "tests/test_api.py::test_x", or "::test_x" for the file named before it.
 REFERENCE = re.compile(r"(?:\b([A-Z])|(tests/[\w/]+\.py))?::(test_[\w*]+)")
 DECISION = re.compile(r"\bD(\d{1,2})\b")
 PARTS = ("**Rule.**", "**Instead.**", "**Why.**", "**Test.**")
