@@ -46,6 +46,7 @@ from presence_core._output import (
     PingFailed as PingFailed,
     ReentryFailed as ReentryFailed,
     Send as Send,
+    SendMessage as SendMessage,
     SendPresence as SendPresence,
 )
 from presence_core._presence_set import (
@@ -111,6 +112,7 @@ __all__ = [
     "Event",
     "Send",
     "SendPresence",
+    "SendMessage",
     "CloseTransport",
     "OpenTransport",
     "Command",

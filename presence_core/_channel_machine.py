@@ -4,6 +4,8 @@
 pair and which state follows; this module says what each handler does: the frames it sends,
 the events it emits, and what it does to the member map (:mod:`presence_core._member_map`),
 the own-member map (:mod:`presence_core._own_members`) and the queue of user operations.
+A published message (RTL6) is a user operation like enter: it attaches, queues and is refused
+in the same cells (D8), and it is settled by its ACK or NACK; only its frame differs.
 :class:`~presence_core.PresenceSet` builds its public calls on :class:`ChannelMachine`.
 
 Rules of this module:
@@ -41,6 +43,7 @@ from presence_core._output import (
     Output,
     ReentryFailed,
     Send,
+    SendMessage,
     SendPresence,
 )
 from presence_core._own_members import OwnMembers
@@ -48,6 +51,7 @@ from presence_core._wire import (
     ChannelMode,
     ErrorInfo,
     Flag,
+    Message,
     PresenceAction,
     PresenceMessage,
     ProtocolAction,
@@ -108,20 +112,29 @@ class ChannelSettings:
 
 #: A user's presence request: (action, clientId argument, the clientId acted for, data, extras).
 Request: TypeAlias = tuple[PresenceAction, str | None, str | None, Any, dict[str, Any] | None]
+#: What a user operation sends: a presence item, or a channel message to publish.
+Item: TypeAlias = PresenceMessage | Message
 
 
 class _Operations:
-    """A room's operation handles, and the user operations waiting for ATTACHED (RTP16b)."""
+    """A room's operation handles, operations waiting for ATTACHED (RTP16b), messages sent."""
 
-    __slots__ = ("channel", "next_id", "queued")
+    __slots__ = ("channel", "next_id", "queued", "sent")
 
     def __init__(self, channel: str) -> None:
         self.channel = channel
         self.next_id = 1
-        self.queued: list[tuple[Operation, PresenceMessage]] = []
+        self.queued: list[tuple[Operation, Item]] = []
+        #: Published messages sent and not yet settled, by operation id.
+        self.sent: dict[int, Operation] = {}
 
     def new(
-        self, action: PresenceAction, client_id: str | None, *, reentry: bool = False
+        self,
+        action: PresenceAction | None,
+        client_id: str | None,
+        *,
+        reentry: bool = False,
+        name: str | None = None,
     ) -> Operation:
         """A handle with the next id, unique within the room."""
         op = Operation(
@@ -130,23 +143,33 @@ class _Operations:
             action=action,
             client_id=client_id,
             reentry=reentry,
+            name=name,
         )
         self.next_id += 1
         return op
 
-    def from_request(self, request: Request) -> tuple[Operation, PresenceMessage]:
-        """A handle and the PRESENCE item for a user's request."""
+    def from_request(self, request: Request | Message) -> tuple[Operation, Item]:
+        """A handle and the item for a user's request: a PRESENCE item, or the message."""
+        if isinstance(request, Message):
+            return self.new(None, None, name=request.name), request
         action, client_id, _, data, extras = request
         op = self.new(action, client_id)
         return op, PresenceMessage(action=action, client_id=client_id, data=data, extras=extras)
 
-    def queue(self, request: Request) -> Operation:
+    def queue(self, request: Request | Message) -> Operation:
         """Queue a user's request until ATTACHED; return its handle."""
         op, item = self.from_request(request)
         self.queued.append((op, item))
         return op
 
-    def take_queued(self) -> list[tuple[Operation, PresenceMessage]]:
+    def settle_sent(self, op: Operation) -> bool:
+        """Take ``op`` if it is a published message awaiting its ACK; return whether it was."""
+        if self.sent.get(op.id) != op:
+            return False
+        del self.sent[op.id]
+        return True
+
+    def take_queued(self) -> list[tuple[Operation, Item]]:
         """The queued operations, in order, leaving the queue empty."""
         queued, self.queued = self.queued, []
         return queued
@@ -337,17 +360,22 @@ class ChannelMachine:
         return EMPTY_OUTPUT
 
     def _h_send_operation(
-        self, previous: ChannelState, reason: Any, request: Request, now: int
+        self, previous: ChannelState, reason: Any, request: Request | Message, now: int
     ) -> Output:
         op, item = self._ops.from_request(request)
+        if isinstance(item, Message):
+            self._ops.sent[op.id] = op
+            return Output(commands=(send_message(self._channel, (item,), (op,)),), operation=op)
         self._track(op, item)
         return Output(commands=(send_presence(self._channel, (item,), (op,)),), operation=op)
 
-    def _h_queue(self, previous: ChannelState, reason: Any, request: Request, now: int) -> Output:
+    def _h_queue(
+        self, previous: ChannelState, reason: Any, request: Request | Message, now: int
+    ) -> Output:
         return Output(operation=self._ops.queue(request))
 
     def _h_queue_and_attach(
-        self, previous: ChannelState, reason: Any, request: Request, now: int
+        self, previous: ChannelState, reason: Any, request: Request | Message, now: int
     ) -> Output:
         return Output(
             (self._changed(previous, None),),
@@ -415,23 +443,38 @@ class ChannelMachine:
         return Output((self._changed(previous, _DETACH_TIMEOUT),))
 
     # -- helpers ----------------------------------------------------------------------------
-    def _flush_and_reenter(self, resumed: bool) -> tuple[SendPresence, ...]:
-        """RTP5b and rule 2 of :mod:`presence_core._own_members`: queued ops first."""
+    def _flush_and_reenter(self, resumed: bool) -> tuple[SendPresence | SendMessage, ...]:
+        """RTP5b and rule 2 of :mod:`presence_core._own_members`: queued ops first.
+
+        Queued messages follow, in their order, in one MESSAGE frame after the PRESENCE one.
+        """
         ops: list[Operation] = []
         items: list[PresenceMessage] = []
+        published: list[tuple[Operation, Message]] = []
         acted: set[str | None] = set()
         for op, item in self._ops.take_queued():
+            if isinstance(item, Message):
+                published.append((op, item))
+                continue
             ops.append(op)
             items.append(item)
             acted.add(op.client_id if op.client_id is not None else self._client_id)
         for item in self._own.reentries(acted, resumed=resumed, connection_id=self._connection_id):
             ops.append(self._ops.new(_ENTER, item.client_id, reentry=True))
             items.append(item)
-        if not ops:
-            return ()
-        for op, item in zip(ops, items, strict=True):
-            self._track(op, item)
-        return (send_presence(self._channel, items, ops),)
+        commands: list[SendPresence | SendMessage] = []
+        if ops:
+            for op, item in zip(ops, items, strict=True):
+                self._track(op, item)
+            commands.append(send_presence(self._channel, items, ops))
+        if published:
+            self._ops.sent.update((op.id, op) for op, _ in published)
+            commands.append(
+                send_message(
+                    self._channel, [item for _, item in published], [op for op, _ in published]
+                )
+            )
+        return tuple(commands)
 
     def _fail_queued(self, reason: ErrorInfo | None) -> tuple[Event, ...]:
         error = reason or ErrorInfo(
@@ -490,6 +533,15 @@ def send_presence(
     return SendPresence(
         message=ProtocolMessage(
             action=ProtocolAction.PRESENCE, channel=channel, presence=tuple(items)
+        ),
+        operations=tuple(ops),
+    )
+
+
+def send_message(channel: str, items: Sequence[Message], ops: Sequence[Operation]) -> SendMessage:
+    return SendMessage(
+        message=ProtocolMessage(
+            action=ProtocolAction.MESSAGE, channel=channel, messages=tuple(items)
         ),
         operations=tuple(ops),
     )

@@ -8,7 +8,7 @@ Rules of this module:
   moved, receives the previous state and the input's payload, and produces the Output.
 * A (state, input) pair missing from the table is refused in the way its input's kind defines
   (:data:`REFUSAL`), and nothing changes:
-  - a user call (attach, detach, enter, update, leave) raises
+  - a user call (attach, detach, enter, update, leave, publish) raises
     :class:`~presence_core.UsageError` with code 90001;
   - a frame from the server gives a :class:`~presence_core.FrameIgnored` event;
   - a local state change that the connection reports (RTL3) does nothing.
@@ -58,6 +58,7 @@ class ChannelInput(enum.Enum):
     ENTER = "enter"
     UPDATE = "update"
     LEAVE = "leave"
+    PUBLISH = "publish"
     ATTACHED = "ATTACHED"
     ATTACHED_HAS_PRESENCE = "ATTACHED+HAS_PRESENCE"
     ATTACHED_RESUMED = "ATTACHED+RESUMED"
@@ -84,6 +85,7 @@ _KINDS: Final = {
             ChannelInput.ENTER,
             ChannelInput.UPDATE,
             ChannelInput.LEAVE,
+            ChannelInput.PUBLISH,
         ),
         InputKind.USER,
     ),
@@ -181,10 +183,10 @@ TRANSITIONS: Final[dict[tuple[ChannelState, ChannelInput], Transition]] = {
     (_DD, _In.DETACH): _T("_h_nothing", _DD, "RTL5a: already detached"),
     (_S, _In.DETACH): _T("_h_clear", _DD, "RTL5j: detached at once, RTP5a"),
     # (FAILED, detach) is refused: RTL5b.
-    # -- enter() and update(); SUSPENDED, DETACHING and FAILED refuse them (D8) --------------
+    # -- enter(), update() and publish(); SUSPENDED, DETACHING and FAILED refuse them (D8) --
     **{
         (state, op): cell
-        for op in (_In.ENTER, _In.UPDATE)
+        for op in (_In.ENTER, _In.UPDATE, _In.PUBLISH)
         for state, cell in (
             (_I, _T("_h_queue_and_attach", _AG, "D8: attach implicitly, queue")),
             (_AG, _T("_h_queue", _AG, "RTP16b: queue until ATTACHED")),

@@ -39,7 +39,7 @@ import attrs
 
 from presence_core._errors import ProtocolError
 from presence_core._newness import UNPARSED, superseding
-from presence_core._wire import PresenceAction, PresenceMessage, ProtocolMessage
+from presence_core._wire import Message, PresenceAction, PresenceMessage, ProtocolMessage
 
 if TYPE_CHECKING:
     from presence_core._own_members import OwnMembers
@@ -170,7 +170,7 @@ def freeze(value: Any) -> Any:
     return value
 
 
-def picture(message: PresenceMessage) -> tuple[Any, ...]:
+def picture(message: PresenceMessage | Message) -> tuple[Any, ...]:
     """A comparable picture of a stored message, for snapshots."""
     return (
         message.connection_id,

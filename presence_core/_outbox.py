@@ -1,9 +1,10 @@
-"""The outbox: a connection's numbered PRESENCE frames, from a room's SendPresence to its ACK.
+"""The outbox: a connection's numbered frames, from a room's SendPresence or SendMessage to the ACK.
 
-The rules of outgoing presence frames, applied here and nowhere else:
+The rules of outgoing PRESENCE and MESSAGE frames, applied here and nowhere else:
 
 * **Numbering (RTN7b).**  A frame gets the next ``msgSerial`` when it is sent; serials start
-  from 0 on each connection, or where the recovered one's stopped (RTN16f).
+  from 0 on each connection, or where the recovered one's stopped (RTN16f).  PRESENCE and
+  MESSAGE frames share the one sequence.
 * **Pending (RTN7a).**  A sent frame stays pending until an ACK or NACK covers it: one whose
   ``msgSerial`` is at most the frame's and whose ``msgSerial + count`` is above it.  An ACK for
   frames already settled covers nothing.
@@ -12,9 +13,10 @@ The rules of outgoing presence frames, applied here and nowhere else:
   already applied; renumbered from 0 when the connection is new (RTN15c7).  A renumbered frame
   loses the item ids stamped for the old connection (RTP17g1): a re-entry's id names a member
   of that connection, which the new one does not have.
-* **The server's limits (D10).**  A frame whose items do not fit in one PRESENCE frame is split
-  by ``maxMessageSize`` (the encoded frame), by 1,000 items, and by the rate budget below; each
-  part settles its own operations.  Frames go out, resends first and then in the order they
+* **The server's limits (D10).**  A frame whose items do not fit in one frame is split by
+  ``maxMessageSize`` (the encoded frame), by 1,000 items, and by the rate budget below; each
+  part settles its own operations.  Every presence item and every message counts once against
+  the rate.  Frames go out, resends first and then in the order they
   were submitted, as fast as ``maxInboundRate`` allows: the rest wait for :meth:`pump` at
   :meth:`next_send_at`.
 * **Holding (RTL3d2, RTP16a).**  While there is no usable transport, frames are held per
@@ -34,7 +36,7 @@ from __future__ import annotations
 import itertools
 from collections import deque
 from collections.abc import Iterable
-from typing import Final
+from typing import Final, cast
 
 import attrs
 
@@ -43,29 +45,37 @@ from presence_core._output import Command, Operation, Send
 from presence_core._wire import (
     ConnectionDetails,
     ErrorInfo,
+    Message,
     PresenceMessage,
-    ProtocolAction,
     ProtocolMessage,
 )
 
 __all__: list[str] = []
 
-#: The most presence items one frame may carry (the codec's limit, and Ably's).
+#: The most items one frame may carry (the codec's limit, and Ably's).
 MAX_ITEMS: Final = 1000
 # What the numbering adds to an encoded frame: ``,"msgSerial":`` and up to 19 digits.
 _SERIAL_BYTES: Final = 32
-# The encoded size of a PRESENCE frame with an empty item list, which an item's size excludes.
-_BARE: Final = len(encode_text(ProtocolMessage(action=ProtocolAction.PRESENCE, presence=())))
+
+Item = PresenceMessage | Message
 
 
-def _item_size(item: PresenceMessage) -> int:
-    """The bytes ``item`` adds to an encoded frame, its separating comma included."""
-    one = ProtocolMessage(action=ProtocolAction.PRESENCE, presence=(item,))
-    return len(encode_text(one)) - _BARE + 1
+def _items(message: ProtocolMessage) -> tuple[Item, ...]:
+    """The items a numbered frame carries: its presence items, or its messages."""
+    if message.presence is not None:
+        return message.presence
+    return message.messages or ()
+
+
+def _with_items(message: ProtocolMessage, items: tuple[Item, ...]) -> ProtocolMessage:
+    """``message`` carrying ``items`` instead of its own (all of one kind, as in ``message``)."""
+    if message.presence is not None:
+        return attrs.evolve(message, presence=cast("tuple[PresenceMessage, ...]", items))
+    return attrs.evolve(message, messages=cast("tuple[Message, ...]", items))
 
 
 class Frame:
-    """A room's PRESENCE frame, its msgSerial once sent, and the operations its ACK settles."""
+    """A room's numbered frame, its msgSerial once sent, and the operations its ACK settles."""
 
     __slots__ = ("channel", "message", "operations", "serial")
 
@@ -80,8 +90,8 @@ class Frame:
 
     @property
     def size(self) -> int:
-        """How many messages it counts against the rate: its presence items."""
-        return max(1, len(self.message.presence or ()))
+        """How many messages it counts against the rate: its items."""
+        return max(1, len(_items(self.message)))
 
 
 class RateBudget:
@@ -225,8 +235,8 @@ class Outbox:
         refuses it, else ``None``.
         """
         if self.is_open:
-            items = frame.message.presence
-            if items is not None and len(items) > 1:
+            items = _items(frame.message)
+            if len(items) > 1:
                 self._unsent.extend(self._split(frame, items))
             else:
                 self._unsent.append(frame)
@@ -283,7 +293,7 @@ class Outbox:
                 pending[serial] = frame
             commands.append(Send(message=attrs.evolve(frame.message, msg_serial=serial)))
 
-    def _split(self, frame: Frame, items: tuple[PresenceMessage, ...]) -> list[Frame]:
+    def _split(self, frame: Frame, items: tuple[Item, ...]) -> list[Frame]:
         """``frame`` as parts within the size, item and rate limits, each with its operations."""
         operations = frame.operations
         if len(operations) != len(items):
@@ -295,11 +305,15 @@ class Outbox:
             limit is None or _SERIAL_BYTES + len(encode_text(message)) <= limit
         ):
             return [frame]
-        base = _SERIAL_BYTES + len(encode_text(attrs.evolve(message, presence=())))
+        bare = len(encode_text(_with_items(message, ())))
+        base = _SERIAL_BYTES + bare
         cuts = [0]
         size = base
         for index, item in enumerate(items):
-            grow = 0 if limit is None else _item_size(item)
+            # The bytes the item adds to the encoded frame, its separating comma included.
+            grow = (
+                0 if limit is None else len(encode_text(_with_items(message, (item,)))) - bare + 1
+            )
             start = cuts[-1]
             full = index - start >= cap or (limit is not None and size + grow > limit)
             if full and index > start:  # an item too big on its own still gets a frame
@@ -308,7 +322,7 @@ class Outbox:
             size += grow
         cuts.append(len(items))
         return [
-            Frame(frame.channel, attrs.evolve(message, presence=items[a:b]), operations[a:b])
+            Frame(frame.channel, _with_items(message, items[a:b]), operations[a:b])
             for a, b in itertools.pairwise(cuts)
         ]
 

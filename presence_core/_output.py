@@ -7,7 +7,8 @@ callbacks and no hidden buffers: everything a call caused is in the Output it re
 in the order they happened, commands in the order to run them.
 
 The presence events themselves are :class:`~presence_core.PresenceMessage` values (the message
-that was applied, or a synthesized leave), so the hot path builds no extra object per member.
+that was applied, or a synthesized leave), so the hot path builds no extra object per member;
+a received channel message is likewise its :class:`~presence_core.Message`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import TypeAlias
 
 import attrs
 
-from presence_core._wire import ErrorInfo, PresenceAction, PresenceMessage, ProtocolMessage
+from presence_core._wire import ErrorInfo, Message, PresenceAction, PresenceMessage, ProtocolMessage
 
 __all__ = [
     "ChannelState",
@@ -32,6 +33,7 @@ __all__ = [
     "Event",
     "Send",
     "SendPresence",
+    "SendMessage",
     "OperationSucceeded",
     "OperationFailed",
     "ReentryFailed",
@@ -69,22 +71,24 @@ class ConnectionState(enum.Enum):
 
 @attrs.frozen(kw_only=True)
 class Operation:
-    """Handle of one presence operation (enter, update, leave, or an automatic re-entry).
+    """Handle of one operation on a channel: enter, update, leave, re-entry, or a publish.
 
     It is settled exactly once, later, by an :class:`OperationSucceeded` or
-    :class:`OperationFailed` event carrying it (RTP16).
+    :class:`OperationFailed` event carrying it (RTP16, RTL6).
     """
 
     #: Sequence number, unique within its channel's PresenceSet.
     id: int
     #: The channel the operation belongs to.
     channel: str
-    #: ENTER, UPDATE or LEAVE.
-    action: PresenceAction
+    #: ENTER, UPDATE or LEAVE; ``None`` for a published MESSAGE.
+    action: PresenceAction | None
     #: The clientId acted for (``None`` for the connection's own identity).
     client_id: str | None = None
     #: True for an automatic re-entry (RTP17), which the application did not ask for.
     reentry: bool = False
+    #: The name of a published MESSAGE (``None`` for presence operations, or no name).
+    name: str | None = None
 
 
 # --- events -----------------------------------------------------------------------------
@@ -117,7 +121,8 @@ class ChannelEvents:
     """A batch of one channel's events, as routed by the connection reducer."""
 
     channel: str
-    events: tuple[PresenceMessage | ChannelStateChanged, ...]
+    #: Presence events, received channel messages and channel state changes, in order.
+    events: tuple[PresenceMessage | Message | ChannelStateChanged, ...]
 
 
 @attrs.frozen(kw_only=True)
@@ -175,6 +180,7 @@ class ReentryFailed:
 
 Event: TypeAlias = (
     PresenceMessage
+    | Message
     | ChannelStateChanged
     | ConnectionStateChanged
     | ChannelEvents
@@ -210,6 +216,17 @@ class SendPresence:
 
 
 @attrs.frozen(kw_only=True)
+class SendMessage:
+    """Send this MESSAGE frame; an ACK or NACK for it settles ``operations`` (RTL6).
+
+    Numbered like :class:`SendPresence`, in the same ``msgSerial`` sequence.
+    """
+
+    message: ProtocolMessage
+    operations: tuple[Operation, ...]
+
+
+@attrs.frozen(kw_only=True)
 class CloseTransport:
     """Close the current transport (after a fatal error, an idle timeout or CLOSED)."""
 
@@ -228,7 +245,7 @@ class OpenTransport:
     params: dict[str, str]
 
 
-Command: TypeAlias = Send | SendPresence | CloseTransport | OpenTransport
+Command: TypeAlias = Send | SendPresence | SendMessage | CloseTransport | OpenTransport
 
 
 @attrs.frozen

@@ -168,7 +168,7 @@ class OwnMembers:
             # An echo holding the same content is kept: its id makes a better re-entry.
             if old is None or not _same_content(old[0], item):
                 record = PresenceMessage(
-                    action=op.action,
+                    action=item.action,
                     client_id=client,
                     connection_id=connection_id,
                     data=item.data,

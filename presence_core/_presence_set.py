@@ -3,22 +3,23 @@
 Entry points (the connection reducer, the simulator and outside conformance suites drive a
 PresenceSet exactly through these):
 
-* Frames for this channel: ``receive(message, now=)`` for ATTACHED, DETACHED, PRESENCE, SYNC
-  and ERROR.  Any other action gives a :class:`~presence_core.FrameIgnored` event.
+* Frames for this channel: ``receive(message, now=)`` for ATTACHED, DETACHED, PRESENCE, SYNC,
+  MESSAGE and ERROR.  Any other action gives a :class:`~presence_core.FrameIgnored` event.
 * Inputs that are not frames: ``set_connection(connection_id, client_id=, now=)`` on every
   CONNECTED, and ``set_channel_state(state, reason=, now=)`` for the channel-state changes that
   connection states cause (RTL3).
 * User calls: ``attach``, ``detach``, ``enter``, ``update``, ``leave``, ``enter_client``,
-  ``update_client`` and ``leave_client``.  A presence operation puts its handle in
+  ``update_client``, ``leave_client`` and ``publish``.  An operation puts its handle in
   ``Output.operation``; an ACK or NACK settles it later through ``acknowledge`` or ``reject``,
   which give :class:`~presence_core.OperationSucceeded` or
   :class:`~presence_core.OperationFailed` events.
 * Queries: ``get``, ``is_user_present``, ``sync_complete``, ``state``, ``own_members``,
   ``pending`` and ``snapshot``.
 
-Every call returns one frozen :class:`~presence_core.Output`.  Outgoing PRESENCE frames are
-:class:`~presence_core.SendPresence` commands without a ``msgSerial``: whoever owns the
-connection numbers them and routes the ACK or NACK back.
+Every call returns one frozen :class:`~presence_core.Output`.  Outgoing PRESENCE and MESSAGE
+frames are :class:`~presence_core.SendPresence` and :class:`~presence_core.SendMessage`
+commands without a ``msgSerial``: whoever owns the connection numbers them and routes the ACK
+or NACK back.
 
 The rules live with the state they govern:
 
@@ -82,6 +83,7 @@ from presence_core._wire import (
     ChannelMode,
     ErrorInfo,
     Flag,
+    Message,
     PresenceAction,
     PresenceMessage,
     ProtocolAction,
@@ -115,6 +117,7 @@ _A_SYNC: Final = int(ProtocolAction.SYNC)
 _A_ATTACHED: Final = int(ProtocolAction.ATTACHED)
 _A_DETACHED: Final = int(ProtocolAction.DETACHED)
 _A_ERROR: Final = int(ProtocolAction.ERROR)
+_A_MESSAGE: Final = int(ProtocolAction.MESSAGE)
 _ATTACHED: Final = ChannelState.ATTACHED
 _OP_INPUTS: Final = {_ENTER: ChannelInput.ENTER, _UPDATE: ChannelInput.UPDATE}
 
@@ -186,20 +189,23 @@ class PresenceSet(ChannelMachine):
     @property
     def pending(self) -> tuple[Operation, ...]:
         """Operations not yet settled: queued ones first, then those sent and awaiting ACK."""
-        return tuple(op for op, _ in self._ops.queued) + self._own.in_flight
+        ops = self._ops
+        return tuple(op for op, _ in ops.queued) + self._own.in_flight + tuple(ops.sent.values())
 
     # -- frames -----------------------------------------------------------------------------
     def receive(self, message: ProtocolMessage, *, now: int) -> Output:
         """Apply one frame for this channel.
 
-        Handles PRESENCE, SYNC, ATTACHED, DETACHED and ERROR; any other action (known or
-        unknown) gives a :class:`~presence_core.FrameIgnored` event.  PRESENCE and SYNC frames
-        are ignored unless the channel is ATTACHED (RTL17).
+        Handles PRESENCE, SYNC, MESSAGE, ATTACHED, DETACHED and ERROR; any other action (known
+        or unknown) gives a :class:`~presence_core.FrameIgnored` event.  PRESENCE, SYNC and
+        MESSAGE frames are ignored unless the channel is ATTACHED (RTL17).  A MESSAGE frame's
+        items are its events, as :class:`~presence_core.Message` values.
 
         Raises:
             ProtocolError: The frame names another channel, a presence item lacks a clientId
-                or connectionId (after TP3 inheritance) or has a non-integer timestamp, or a
-                SYNC ``channelSerial`` has no colon.  Nothing was changed.
+                or connectionId (after TP3 inheritance) or has a non-integer timestamp, a
+                MESSAGE frame's items are not Messages, or a SYNC ``channelSerial`` has no
+                colon.  Nothing was changed.
         """
         if message.channel != self._channel:
             raise ProtocolError(
@@ -253,7 +259,21 @@ class PresenceSet(ChannelMachine):
             return self._transition(ChannelInput.DETACHED, message.error, message, now)
         if action == _A_ERROR:
             return self._transition(ChannelInput.ERROR, message.error, message, now)
+        if action == _A_MESSAGE:
+            return self._on_message(message)
         return ignored(message, "action not handled by presence")
+
+    def _on_message(self, message: ProtocolMessage) -> Output:
+        raw = message.messages or ()
+        messages = tuple(raw)
+        for index, item in enumerate(messages):
+            if not isinstance(item, Message):
+                raise ProtocolError("not a channel message", path=f"messages[{index}]")
+        if self._state is not _ATTACHED:
+            return ignored(message, "channel not attached")
+        if message.channel_serial is not None:
+            self._channel_serial = message.channel_serial  # RTL15b
+        return events_output(messages) if messages else EMPTY_OUTPUT
 
     def _on_sync(self, message: ProtocolMessage, now: int) -> Output:
         serial = message.channel_serial
@@ -387,6 +407,31 @@ class PresenceSet(ChannelMachine):
         """Leave on behalf of ``client_id`` (RTP15)."""
         return self._operation(_LEAVE, client_id, data, extras, now)
 
+    def publish(
+        self,
+        name: str | None,
+        data: Any = None,
+        *,
+        extras: dict[str, Any] | None = None,
+        now: int,
+    ) -> Output:
+        """Publish a channel message on this room's channel (RTL6), settled by its ACK or NACK.
+
+        The room must be attached: like :meth:`enter`, it is sent at once on ATTACHED, queued
+        on ATTACHING, and attaches implicitly on INITIALIZED or DETACHED (D8).  Queued messages
+        go out after the queued presence operations, in their own order.
+
+        Raises:
+            UsageError: The channel is SUSPENDED, DETACHING or FAILED (90001), ``name`` is not
+                a string or ``None`` (40000), the data cannot be encoded (40013), or
+                ``extras`` is not a JSON object (40000).  Nothing was changed.
+        """
+        if name is not None and type(name) is not str:
+            raise UsageError(f"message name must be a string or None, got {name!r}")
+        check_outgoing(data, extras)
+        item = Message(name=name, data=data, extras=extras)
+        return self._transition(ChannelInput.PUBLISH, None, item, now)
+
     def _operation(
         self,
         action: PresenceAction,
@@ -420,6 +465,10 @@ class PresenceSet(ChannelMachine):
         reentries: list[PresenceMessage] = []
         attached = self._state is _ATTACHED
         for op in operations:
+            if op.action is None:
+                if self._ops.settle_sent(op):
+                    events.append(OperationSucceeded(operation=op))
+                continue
             found, item = self._own.settle(
                 op, acked=True, connection_id=self._connection_id, attached=attached
             )
@@ -444,9 +493,12 @@ class PresenceSet(ChannelMachine):
         """
         events: list[Event] = []
         for op in operations:
-            found, _ = self._own.settle(
-                op, acked=False, connection_id=self._connection_id, attached=False
-            )
+            if op.action is None:
+                found = self._ops.settle_sent(op)
+            else:
+                found, _ = self._own.settle(
+                    op, acked=False, connection_id=self._connection_id, attached=False
+                )
             if not found:
                 continue
             events.append(OperationFailed(operation=op, error=error))
@@ -501,7 +553,9 @@ class PresenceSet(ChannelMachine):
             sync_complete=not self._map.syncing,
             members=self._map.pictures(),
             own_members=self._own.pictures(),
-            pending=queued + self._own.pending_pictures(),
+            pending=queued
+            + self._own.pending_pictures()
+            + tuple(("published", op) for op in self._ops.sent.values()),
             extra=(
                 *self._map.extra(),
                 ("granted_modes", self._granted_modes),

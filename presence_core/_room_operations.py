@@ -1,6 +1,6 @@
 """The room operations of a connection: each a room's PresenceSet call, made through it.
 
-:class:`RoomOperations` gives :class:`~presence_core.Connection` its eight room operations,
+:class:`RoomOperations` gives :class:`~presence_core.Connection` its nine room operations,
 channel first.  Each hands the matching :class:`~presence_core.PresenceSet` call to
 ``_room_call``, which the connection defines: it checks the connection state, makes the room
 on first use and folds the room's Output into the connection's (see
@@ -96,4 +96,24 @@ class RoomOperations:
         """Leave on behalf of ``client_id`` (RTP15)."""
         return self._room_call(
             channel, now, lambda ps, t: ps.leave_client(client_id, data, extras=extras, now=t)
+        )
+
+    def publish(
+        self,
+        channel: str,
+        name: str | None,
+        data: Any = None,
+        *,
+        extras: dict[str, Any] | None = None,
+        now: int,
+    ) -> Output:
+        """Publish a MESSAGE on the room ``channel``, numbered with its presence (RTL6, D8).
+
+        Returns the operation handle in ``Output.operation``; the ACK or NACK settles it with
+        an :class:`~presence_core.OperationSucceeded` or :class:`~presence_core.OperationFailed`
+        event.  The room must be attached, and attaches implicitly: see
+        :meth:`PresenceSet.publish <presence_core.PresenceSet.publish>`.
+        """
+        return self._room_call(
+            channel, now, lambda ps, t: ps.publish(name, data, extras=extras, now=t)
         )

@@ -2,12 +2,14 @@
 
 The rules of that fold, applied here and nowhere else:
 
-* **Events.**  A room's presence events and channel state changes do not name their channel,
-  so they come out wrapped in :class:`~presence_core.ChannelEvents`, one per unbroken run, in
-  their place among the room's other events; those name their channel and pass as they are.
-* **Frames.**  PRESENCE frames (:class:`~presence_core.SendPresence`) go to the outbox, which
-  splits, paces, numbers, holds or refuses them (:mod:`presence_core._outbox`); a refused
-  frame's operations fail on their room at once.  ATTACH and DETACH frames go out only while
+* **Events.**  A room's presence events, received messages and channel state changes do not
+  name their channel, so they come out wrapped in :class:`~presence_core.ChannelEvents`, one
+  per unbroken run, in their place among the room's other events; those name their channel
+  and pass as they are.
+* **Frames.**  PRESENCE and MESSAGE frames (:class:`~presence_core.SendPresence`,
+  :class:`~presence_core.SendMessage`) go to the outbox, which splits, paces, numbers, holds
+  or refuses them (:mod:`presence_core._outbox`); a refused frame's operations fail on their
+  room at once.  ATTACH and DETACH frames go out only while
   the outbox is open: without a transport they are dropped, because on CONNECTED every
   attaching or detaching room sends them again (RTL3d).  Other commands pass.
 * **Held frames** of a room go out, before that room's new frames, once the room is ATTACHED
@@ -48,6 +50,7 @@ from presence_core._output import (
     Operation,
     Output,
     Send,
+    SendMessage,
     SendPresence,
 )
 from presence_core._presence_set import ChannelSettings, PresenceSet, RoomOptions
@@ -55,6 +58,7 @@ from presence_core._recovery import make_recovery_key, read_recovery_key
 from presence_core._wire import (
     ConnectionDetails,
     ErrorInfo,
+    Message,
     PresenceMessage,
     ProtocolAction,
     ProtocolMessage,
@@ -217,9 +221,9 @@ class Router:
             self._settle_held(room, t, b)
         if out.events:
             channel = room.channel
-            batch: list[PresenceMessage | ChannelStateChanged] = []
+            batch: list[PresenceMessage | Message | ChannelStateChanged] = []
             for event in out.events:
-                if isinstance(event, (PresenceMessage, ChannelStateChanged)):
+                if isinstance(event, (PresenceMessage, Message, ChannelStateChanged)):
                     batch.append(event)
                     continue
                 if batch:
@@ -229,7 +233,7 @@ class Router:
             if batch:
                 b.events.append(ChannelEvents(channel=channel, events=tuple(batch)))
         for command in out.commands:
-            if isinstance(command, SendPresence):
+            if isinstance(command, (SendPresence, SendMessage)):
                 self._submit(room, Frame(room.channel, command.message, command.operations), t, b)
             elif isinstance(command, Send):
                 if send or outbox.is_open:
@@ -383,7 +387,7 @@ class Router:
             error = ErrorInfo(
                 code=90001,
                 status_code=400,
-                message=f"channel became {state.value} before a queued presence frame was sent",
+                message=f"channel became {state.value} before a queued frame was sent",
             )
             for frame in frames:
                 self.absorb(room, room.presence.reject(frame.operations, error, now=t), t, b)

@@ -26,6 +26,7 @@ from presence_core import (
     ProtocolAction,
     ProtocolMessage,
     Send,
+    SendMessage,
     SendPresence,
     UsageError,
 )
@@ -79,6 +80,8 @@ def apply(ps: PresenceSet, inp: ChannelInput) -> Output:
         return ps.update("y", now=NOW)
     if inp is ChannelInput.LEAVE:
         return ps.leave(now=NOW)
+    if inp is ChannelInput.PUBLISH:
+        return ps.publish("typing", {"on": True}, now=NOW)
     if inp is ChannelInput.DETACHED:
         return ps.receive(detached(), now=NOW)
     if inp is ChannelInput.ERROR:
@@ -151,7 +154,7 @@ def test_REACH_recipes_reach_their_states() -> None:
 
 #: What each pair must do, written apart from the table: the next state, "!" when a
 #: ChannelStateChanged event comes out, then the frames sent (+A ATTACH, +D DETACH, +P
-#: PRESENCE); "-" when the pair is refused.  Columns: INITIALIZED, ATTACHING, ATTACHED,
+#: PRESENCE, +M MESSAGE); "-" when the pair is refused.  Columns: INITIALIZED, ATTACHING, ATTACHED,
 #: DETACHING, DETACHED, SUSPENDED, FAILED.  A new PresenceSet has nothing queued and no own
 #: member, so ATTACHED sends no PRESENCE here.
 EXPECTED = {
@@ -160,6 +163,7 @@ EXPECTED = {
     ChannelInput.ENTER: "AG!+A AG AD+P - AG!+A - -",
     ChannelInput.UPDATE: "AG!+A AG AD+P - AG!+A - -",
     ChannelInput.LEAVE: "I AG AD+P DG DD S F",
+    ChannelInput.PUBLISH: "AG!+A AG AD+M - AG!+A - -",
     ChannelInput.ATTACHED: "AD! AD! AD! DG+D DD+D AD! -",
     ChannelInput.ATTACHED_HAS_PRESENCE: "AD! AD! AD! DG+D DD+D AD! -",
     ChannelInput.ATTACHED_RESUMED: "AD! AD! AD DG+D DD+D AD! -",
@@ -181,7 +185,12 @@ SHORT = {
     S.SUSPENDED: "S",
     S.FAILED: "F",
 }
-FRAMES = {ProtocolAction.ATTACH: "+A", ProtocolAction.DETACH: "+D", ProtocolAction.PRESENCE: "+P"}
+FRAMES = {
+    ProtocolAction.ATTACH: "+A",
+    ProtocolAction.DETACH: "+D",
+    ProtocolAction.PRESENCE: "+P",
+    ProtocolAction.MESSAGE: "+M",
+}
 
 
 def outcome(ps: PresenceSet, out: Output) -> str:
@@ -190,7 +199,7 @@ def outcome(ps: PresenceSet, out: Output) -> str:
     sent = "".join(
         FRAMES[ProtocolAction(c.message.action)]
         for c in out.commands
-        if isinstance(c, Send | SendPresence)
+        if isinstance(c, Send | SendPresence | SendMessage)
     )
     return SHORT[ps.state] + changed + sent
 

@@ -1,15 +1,16 @@
 """Stateful test of the connection reducer against a scripted server.
 
-A hypothesis RuleBasedStateMachine drives a Connection with two rooms through transport drops,
-kept and failed resumes, ACKs, NACKs, duplicate ACKs, idle timeouts and suspension, with the
-test playing a small server.  After every step it checks that:
+A hypothesis RuleBasedStateMachine drives a Connection with two rooms, presence operations and
+published messages through transport drops, kept and failed resumes, ACKs, NACKs, duplicate
+ACKs, idle timeouts and suspension, with the test playing a small server.  After every step it
+checks that:
 
 * every operation completes or fails exactly once (RTN7a, RTN7e, RTN19a);
 * the msgSerials seen on each connection id are contiguous from 0, and a serial is only ever
   reused for a resend of the same frame (RTN7b, RTN15c6, RTN15c7);
 * the server applies each (connection id, msgSerial) at most once (RTN19a dedupe), so no
   operation is applied twice on a connection;
-* when the server announces a ``maxInboundRate``, every PRESENCE frame it receives, resends
+* when the server announces a ``maxInboundRate``, every numbered frame it receives, resends
   included, fits a token bucket of one second's allowance, as the server's does (D10);
 * transports are numbered 1, 2, 3 ... and the connection's current one is the one the server
   plays; frames and closes from older transports, arriving in any order and at any time,
@@ -124,7 +125,7 @@ class ConnectionMachine(RuleBasedStateMachine):
             self.close_requested = True
         elif message.msg_serial is not None:
             serial = message.msg_serial
-            self.charge(len(message.presence or ()))
+            self.charge(len(message.presence or message.messages or ()))
             key = (self.server_conn, serial)
             body = attrs.evolve(message, msg_serial=None)
             if key in self.frames:
@@ -357,7 +358,7 @@ class ConnectionMachine(RuleBasedStateMachine):
     # -- client rules ----------------------------------------------------------------------
     @rule(
         room=st.sampled_from(ROOMS),
-        kind=st.sampled_from(["enter", "update", "leave"]),
+        kind=st.sampled_from(["enter", "update", "leave", "publish"]),
         value=st.integers(0, 3),
     )
     def presence_op(self, room: str, kind: str, value: int) -> None:
@@ -371,9 +372,11 @@ class ConnectionMachine(RuleBasedStateMachine):
             self.op(room, "enter", value + 1)
 
     def op(self, room: str, kind: str, value: int) -> None:
-        call = getattr(self.conn, kind)
         try:
-            out = call(room, {"v": value}, now=self.tick_clock())
+            if kind == "publish":
+                out = self.conn.publish(room, "typing", {"v": value}, now=self.tick_clock())
+            else:
+                out = getattr(self.conn, kind)(room, {"v": value}, now=self.tick_clock())
         except UsageError:
             return
         self.feed(out)

@@ -261,7 +261,7 @@ def test_unknown_or_unhandled_actions_are_ignored() -> None:
     """Forward compatibility: unknown and non-presence actions give FrameIgnored, no error."""
     ps = with_members(pm(ENTER, "a", "c1", 0))
     before = ps.snapshot()
-    for action in (99, ProtocolAction.MESSAGE, ProtocolAction.ACK):
+    for action in (99, ProtocolAction.HEARTBEAT, ProtocolAction.ACK):
         out = ps.receive(ProtocolMessage(action=action, channel=CH), now=NOW)
         assert isinstance(out.events[0], FrameIgnored)
     assert ps.snapshot() == before

@@ -64,7 +64,7 @@ def attached_client() -> tuple[Server, Connection, int]:
     return server, conn, now
 
 
-def succeeded(outputs: list[Output]) -> list[PresenceAction]:
+def succeeded(outputs: list[Output]) -> list[PresenceAction | None]:
     return [
         c.operation.action
         for out in outputs

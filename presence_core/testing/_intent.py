@@ -143,6 +143,8 @@ class IntentModel:
 
     def issue(self, client: str, op: Operation, data: Any, *, own_client_id: str | None) -> None:
         """``client`` issued ``op`` with ``data`` (``own_client_id``: its connection's)."""
+        if op.action is None:
+            return  # a published message says nothing about presence
         intent = self._clients[client]
         acting = op.client_id if op.client_id is not None else own_client_id
         intent.issued[(op.channel, op.id)] = (acting, op.action, data)
