@@ -4,10 +4,13 @@ This is the flat public namespace of the client core: wire values, the codec, th
 reducers (:class:`PresenceSet` for one room, :class:`Connection` for a connection and its
 rooms), their outputs, and the errors.  The server reducer lives in :mod:`presence_core.server`,
 the simulator and the hypothesis strategies in :mod:`presence_core.testing`.  Importing this
-package imports no I/O adapter.
+package imports no I/O adapter: :func:`connect`, the async client's entry point, is looked up
+lazily (PEP 562) and imports :mod:`presence_core.client` on first use.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from presence_core._codec import (
     CodecLimits as CodecLimits,
@@ -126,4 +129,22 @@ __all__ = [
     "ConnectionSettings",
     "ConnectionSnapshot",
     "Connection",
+    # the async client, imported on first use
+    "connect",
 ]
+
+if TYPE_CHECKING:
+    from presence_core.client._client import connect as connect
+
+
+def __getattr__(name: str) -> Any:
+    """Import the async client's ``connect`` on first use, so the core imports no adapter."""
+    if name == "connect":
+        from presence_core.client import connect  # noqa: PLC0415 - lazy by design
+
+        return connect
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), "connect"})

@@ -138,6 +138,8 @@ _TRANSPORT_UP: Final = frozenset({_CS.CONNECTING, _CS.CONNECTED, _CS.CLOSING})
 # States in which the server's channel frames and ACKs are applied.  A tuple, as the hot path
 # tests it: an Enum hashes in Python, a tuple compares by identity first.
 _FRAMES_FLOW: Final = (_CS.CONNECTED, _CS.CLOSING)
+_A_PRESENCE: Final = int(ProtocolAction.PRESENCE)
+_CONNECTED: Final = _CS.CONNECTED
 # States in which the outbox holds frames for the next transport instead of failing them
 # (RTP16a).
 _QUEUEING: Final = frozenset({_CS.INITIALIZED, _CS.CONNECTING, _CS.DISCONNECTED})
@@ -633,6 +635,16 @@ class Connection(RoomOperations, _Queries):
             return Output(events=(FrameIgnored(message=message, reason=_STALE),))
         t = self._clock(now)
         action = message.action
+        if action == _A_PRESENCE and self._state is _CONNECTED:
+            # The most common frame, folded without the general path's bookkeeping.
+            router = self._router
+            room = router.rooms.get(message.channel) if message.channel is not None else None
+            if room is not None:
+                if message.msg_serial is not None:
+                    _check_serial(message)
+                out = router.receive_presence(room, message, t)  # raises before any change
+                self._commit_activity(t)
+                return out
         b = Out()
         if action in _CHANNEL_ACTIONS or (
             action == ProtocolAction.ERROR and message.channel is not None

@@ -265,29 +265,32 @@ class Output:
 EMPTY_OUTPUT: Output = Output()
 
 
-# A fast constructor for the per-frame hot path: attrs' frozen ``__init__`` goes through
+# Fast constructors for the per-frame hot path: attrs' frozen ``__init__`` goes through
 # ``object.__setattr__`` per field (about 0.45 µs for an Output); setting the slots through
-# their descriptors gives an equal instance for a fraction of that.  It is only valid while
-# Output has exactly these fields, no validators, converters or post-init hook, and slots;
-# the import-time check below fails loudly otherwise.
-def _check_fast_output() -> None:
-    fields = attrs.fields(Output)
+# their descriptors gives an equal instance for a fraction of that.  They are only valid while
+# the class has exactly the fields named, no validators, converters or post-init hook, and
+# slots; the import-time check below fails loudly otherwise.
+def _check_fast(cls: type, names: tuple[str, ...]) -> None:
+    fields = attrs.fields(cls)
     if (
-        tuple(f.name for f in fields) != ("events", "commands", "operation")
+        tuple(f.name for f in fields) != names
         or any(f.validator is not None or f.converter is not None for f in fields)
-        or hasattr(Output, "__attrs_post_init__")
-        or "__slots__" not in Output.__dict__
+        or hasattr(cls, "__attrs_post_init__")
+        or "__slots__" not in cls.__dict__
     ):
-        msg = "_output's fast constructor is out of date with Output"
+        msg = f"_output's fast constructor is out of date with {cls.__name__}"
         raise RuntimeError(msg)
 
 
-_check_fast_output()
+_check_fast(Output, ("events", "commands", "operation"))
+_check_fast(ChannelEvents, ("channel", "events"))
 
 _new_object = object.__new__
 _set_events = Output.__dict__["events"].__set__
 _set_commands = Output.__dict__["commands"].__set__
 _set_operation = Output.__dict__["operation"].__set__
+_set_batch_channel = ChannelEvents.__dict__["channel"].__set__
+_set_batch_events = ChannelEvents.__dict__["events"].__set__
 
 
 def events_output(events: tuple[Event, ...]) -> Output:
@@ -297,3 +300,13 @@ def events_output(events: tuple[Event, ...]) -> Output:
     _set_commands(output, ())
     _set_operation(output, None)
     return output
+
+
+def channel_events_output(
+    channel: str, events: tuple[PresenceMessage | Message | ChannelStateChanged, ...]
+) -> Output:
+    """Return ``Output((ChannelEvents(channel, events),))``, built without attrs' ``__init__``."""
+    batch: ChannelEvents = _new_object(ChannelEvents)
+    _set_batch_channel(batch, channel)
+    _set_batch_events(batch, events)
+    return events_output((batch,))

@@ -52,6 +52,7 @@ from presence_core._output import (
     Send,
     SendMessage,
     SendPresence,
+    channel_events_output,
 )
 from presence_core._presence_set import ChannelSettings, PresenceSet, RoomOptions
 from presence_core._recovery import make_recovery_key, read_recovery_key
@@ -203,6 +204,24 @@ class Router:
             b.events.append(FrameIgnored(message=message, reason=f"unknown channel {channel!r}"))
         else:
             self.absorb(room, room.presence.receive(message, now=t), t, b)
+
+    def receive_presence(self, room: Room, message: ProtocolMessage, t: int) -> Output:
+        """A PRESENCE frame for ``room``: :meth:`receive` and :meth:`absorb` for its usual case.
+
+        A room's Output for a PRESENCE frame holds only presence events, or one FrameIgnored;
+        this folds it by the module's rule without building an :class:`Out`.  Anything else,
+        or frames held in the outbox, takes the general path.
+
+        Raises:
+            ProtocolError: The room rejected the frame; nothing was changed.
+        """
+        out = room.presence.receive(message, now=t)
+        events = out.events
+        if out.commands or out.operation is not None or self.outbox.holding:
+            return self.fold(room, out, t)
+        if not events or events[0].__class__ is not PresenceMessage:
+            return out
+        return channel_events_output(room.channel, events)  # type: ignore[arg-type]
 
     def fold(self, room: Room, out: Output, t: int) -> Output:
         """``room``'s Output as the connection returns it."""

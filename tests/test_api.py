@@ -1,9 +1,10 @@
-"""The public surface: three namespaces, each name exported once and documented; an I/O-free core.
+"""The public surface: four namespaces, each name exported once and documented; an I/O-free core.
 
-``presence_core`` is the client core, ``presence_core.server`` the server reducer and
-``presence_core.testing`` the simulator.  Every public object is defined in a private module
-(or the namespace itself) and exported by exactly one namespace, so there is one import path
-for each name.
+``presence_core`` is the client core, ``presence_core.server`` the server reducer,
+``presence_core.testing`` the simulator and ``presence_core.client`` the async client.  Every
+public object is defined in a private module (or the namespace itself) and exported by exactly
+one namespace, so there is one import path for each name.  The one alias is
+``presence_core.connect``, the client's entry point, which the core resolves lazily.
 """
 
 from __future__ import annotations
@@ -22,10 +23,20 @@ import presence_core
 CORE = pathlib.Path(presence_core.__file__).parent
 FORBIDDEN = {"asyncio", "trio", "anyio", "socket", "time", "random", "secrets"}
 # Adapter subpackages may do I/O; everything else is the sans-IO core.
-ADAPTER_DIRS = {"aio", "adapters"}
+ADAPTER_DIRS = {"client"}
+ADAPTER_PACKAGES = tuple(f"presence_core.{name}" for name in sorted(ADAPTER_DIRS))
+# What an adapter brings in, and importing the core must not.
+ADAPTER_ROOTS = {"asyncio", "trio", "anyio", "wsproto"}
+# Names the core resolves lazily from an adapter (PEP 562), with the namespace defining them.
+LAZY = {("presence_core", "connect"): "presence_core.client"}
 
 
-NAMESPACES = ("presence_core", "presence_core.server", "presence_core.testing")
+NAMESPACES = (
+    "presence_core",
+    "presence_core.server",
+    "presence_core.testing",
+    "presence_core.client",
+)
 SERVER_NAMES = (
     "Server",
     "ServerConfig",
@@ -102,17 +113,29 @@ def test_all_names_exist_once_and_are_documented(module_name: str) -> None:
                     assert inspect.getdoc(value), f"{name}.{attr} has no docstring"
 
 
-def test_core_import_does_not_import_adapters() -> None:
+def _adapter_modules_after(statement: str) -> list[str]:
+    """The adapter modules a fresh interpreter has loaded after running ``statement``."""
     code = (
-        "import sys, presence_core; "
-        "bad = [m for m in sys.modules if m.split('.')[0] in "
-        "{'asyncio','trio','anyio'} or m.startswith('presence_core.aio')]; "
-        "print(bad); raise SystemExit(1 if bad else 0)"
+        f"import sys; {statement}; "
+        f"print(sorted(m for m in sys.modules if m.split('.')[0] in {ADAPTER_ROOTS!r} "
+        f"or m.startswith({ADAPTER_PACKAGES!r})))"
     )
     result = subprocess.run(
-        [sys.executable, "-c", code], check=False, capture_output=True, text=True
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True
     )
-    assert result.returncode == 0, result.stdout + result.stderr
+    loaded: list[str] = ast.literal_eval(result.stdout.strip())
+    return loaded
+
+
+def test_core_import_does_not_import_adapters() -> None:
+    assert _adapter_modules_after("import presence_core, presence_core.server") == []
+
+
+def test_adapter_import_detector_sees_the_client() -> None:
+    """The check above fails when the core imports the client, eagerly or through connect."""
+    assert "presence_core.client" in _adapter_modules_after("import presence_core.client")
+    loaded = _adapter_modules_after("import presence_core; presence_core.connect")
+    assert {"presence_core.client", "anyio", "wsproto"} <= set(loaded)
 
 
 def _public(namespace: str) -> list[tuple[str, object]]:
@@ -135,6 +158,8 @@ def test_public_objects_come_from_private_modules_or_the_namespace(namespace: st
     for name, obj in _public(namespace):
         if not (inspect.isclass(obj) or inspect.isfunction(obj)):
             continue
+        if (namespace, name) in LAZY:
+            continue
         source = obj.__module__
         rest = source.removeprefix(namespace + ".")
         if source != namespace and (rest == source or not rest.split(".")[0].startswith("_")):
@@ -148,6 +173,8 @@ def test_each_public_name_is_exported_by_exactly_one_namespace() -> None:
     objects: dict[int, list[str]] = {}
     for namespace in NAMESPACES:
         for name, obj in _public(namespace):
+            if (namespace, name) in LAZY:
+                continue
             where.setdefault(name, []).append(namespace)
             # Small ints and strings may be shared by identity without being re-exports.
             if not isinstance(obj, int | str | float | bytes | type(None)):
@@ -159,6 +186,19 @@ def test_each_public_name_is_exported_by_exactly_one_namespace() -> None:
 def test_core_namespace_exports_no_server_names() -> None:
     assert not set(SERVER_NAMES) & set(presence_core.__all__)
     assert not [name for name in SERVER_NAMES if name in vars(presence_core)]
+
+
+def test_connect_is_the_clients_own_and_lazy() -> None:
+    """``presence_core.connect`` is ``presence_core.client.connect``, listed in ``__all__``."""
+    from presence_core import client  # noqa: PLC0415 - the import is what is tested
+
+    for (namespace, name), source in LAZY.items():
+        module = importlib.import_module(namespace)
+        assert name in module.__all__
+        assert name in dir(module)
+        assert name not in vars(module)
+        assert getattr(module, name) is getattr(importlib.import_module(source), name)
+    assert client.connect is presence_core.connect
 
 
 def test_server_reducer_is_imported_from_presence_core_server() -> None:
