@@ -1,17 +1,22 @@
-"""The main job: ``python -m presence_core`` runs a presence demo and prints what happens.
+"""The command line: ``presence-core`` (or ``python -m presence_core``) and its subcommands.
 
-One reference server reducer and three clients (alice, bob and carol, an observer) run in the
-deterministic simulator on virtual time; every frame crosses the simulated network as protocol
-v6 JSON.  Alice and bob enter the room ``lobby`` and update their status; bob's network then
-drops for longer than the server's grace period, so carol sees him leave, and when his network
-comes back his client re-enters him automatically.  The run is a pure function of the seed:
-running it twice prints the same lines.
+* ``demo``: the main job, an in-process server and simulated users with a live roster
+  (``presence_core.serve``; needs the ``server`` extra).
+* ``serve``: the reference server on Hypercorn; ``watch`` and ``enter``: a client from the
+  shell.
+* ``simulate``: the same story in the deterministic simulator on virtual time, with only the
+  core installed: one server reducer and three clients (alice, bob and carol, an observer).
+  Alice and bob enter the room ``lobby`` and update their status; bob's network then drops for
+  longer than the server's grace period, so carol sees him leave, and when his network comes
+  back his client re-enters him automatically.  The run is a pure function of the seed.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from presence_core._output import ChannelEvents, ChannelStateChanged, ConnectionStateChanged
 from presence_core._wire import PresenceMessage
@@ -95,14 +100,104 @@ def run_demo(seed: int = 7) -> list[str]:
     return lines
 
 
+_NEEDS_SERVER_EXTRA = "this command needs the server extra: pip install 'presence-core[server]'"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="presence-core", description="Realtime presence: demo, server and clients."
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def common(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--backend", choices=("asyncio", "trio"), default="asyncio")
+        sub.add_argument("--log-level", default="warning", help="logging level (default warning)")
+
+    demo = commands.add_parser("demo", help="simulated users in one room, with a live roster")
+    demo.add_argument("--users", type=int, default=4, help="simulated users (default 4)")
+    demo.add_argument("--duration", type=float, default=None, help="seconds, then exit")
+    demo.add_argument("--grace-period", type=float, default=2.0, help="seconds (default 2)")
+    demo.add_argument(
+        "--serve",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="also serve the room over WebSocket on 127.0.0.1:PORT",
+    )
+    common(demo)
+
+    serve = commands.add_parser("serve", help="run the presence server (Hypercorn)")
+    serve.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (loopback only)")
+    serve.add_argument("--port", type=int, default=8765, help="default 8765; 0 picks one")
+    serve.add_argument(
+        "--key",
+        action="append",
+        default=[],
+        metavar="NAME:SECRET",
+        help="an API key with every capability (repeatable)",
+    )
+    serve.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="TOML: [[keys]], [[tokens]], [server] settings",
+    )
+    serve.add_argument("--grace-period", type=float, default=None, help="seconds (default 15)")
+    serve.add_argument(
+        "--connection-state-ttl", type=float, default=None, help="seconds (default 120)"
+    )
+    serve.add_argument("--sync-page-size", type=int, default=None, help="default 100")
+    serve.add_argument(
+        "--send-queue",
+        type=int,
+        default=1000,
+        help="frames queued per socket before it is disconnected (default 1000)",
+    )
+    common(serve)
+
+    for name, text in (
+        ("watch", "print a room's events and roster"),
+        ("enter", "enter a room and stay present until Ctrl-C"),
+    ):
+        sub = commands.add_parser(name, help=text)
+        sub.add_argument("room")
+        sub.add_argument("--url", default="ws://127.0.0.1:8765/")
+        sub.add_argument("--key", default=None, metavar="NAME:SECRET")
+        sub.add_argument("--token", default=None)
+        sub.add_argument("--client-id", default=None if name == "watch" else "cli")
+        if name == "enter":
+            sub.add_argument("--data", default=None, help="JSON presence data")
+        common(sub)
+
+    simulate = commands.add_parser("simulate", help="the story in the simulator (core only)")
+    simulate.add_argument("--seed", type=int, default=7, help="simulation seed (default 7)")
+    return parser
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point: print the demo's timeline."""
-    parser = argparse.ArgumentParser(prog="python -m presence_core", description=__doc__)
-    parser.add_argument("--seed", type=int, default=7, help="simulation seed (default 7)")
+    """Command-line entry point of ``presence-core``."""
+    parser = _parser()
     args = parser.parse_args(argv)
-    for line in run_demo(args.seed):
-        print(line)
-    return 0
+    if args.command == "simulate":
+        for line in run_demo(args.seed):
+            print(line)
+        return 0
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        from presence_core.serve import _commands, _demo  # noqa: PLC0415 - needs the extra
+    except ImportError as exc:  # the core alone is installed
+        print(f"presence-core {args.command}: {_NEEDS_SERVER_EXTRA} ({exc})", file=sys.stderr)
+        return 2
+    run = {
+        "demo": _demo.demo_command,
+        "serve": _commands.serve_command,
+        "watch": _commands.watch_command,
+        "enter": _commands.enter_command,
+    }[args.command]
+    return run(args)
 
 
 if __name__ == "__main__":

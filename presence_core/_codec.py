@@ -276,6 +276,32 @@ def _dumps(value: object) -> str:
     return "".join(_C_ENCODER(value, 0))
 
 
+# Sizes count non-ASCII text as its UTF-8 bytes, as a peer's limit does, so this encoder keeps it
+# unescaped; built once for the same reason as _C_ENCODER.
+_C_SIZE_ENCODER: Final[Callable[[object, int], list[str]] | None] = (
+    None
+    if _c_make_encoder is None
+    else _c_make_encoder(
+        None, _not_json, json.encoder.encode_basestring, None, ":", ",", False, False, False
+    )
+)
+_SIZE_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def json_size(value: object) -> int:
+    """Return the UTF-8 length of ``value``'s compact JSON text, non-ASCII kept as is.
+
+    Raises:
+        TypeError, ValueError or RecursionError: ``value`` is not JSON (a lone surrogate is a
+            ValueError).
+    """
+    if _C_SIZE_ENCODER is None:  # pragma: no cover - CPython always has the C encoder
+        text = _SIZE_ENCODER.encode(value)
+    else:
+        text = "".join(_C_SIZE_ENCODER(value, 0))
+    return len(text) if text.isascii() else len(text.encode("utf-8"))
+
+
 def _parse_json(text: str) -> Any:
     """Parse JSON text.  Raises ValueError or RecursionError when it is not valid JSON."""
     # The scanner alone is about twice as fast as JSONDecoder.decode on small payloads, which

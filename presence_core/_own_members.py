@@ -4,8 +4,10 @@ THE RE-ENTRY RULE (stated here once; the rest of the library points to it)
 
 1. The own-member map holds, per clientId (RTP17h), the last echo of this connection's own
    presence (RTP17b): an ENTER, UPDATE or PRESENT from the current connectionId adds or
-   replaces the entry, and a LEAVE from it that is not synthesized removes it.  A message from
-   the current connectionId always replaces an entry stored from an older connection, whatever
+   replaces the entry, and a LEAVE from it that is not synthesized removes it.  The LEAVE is
+   remembered, so that a PRESENT of the same connection older than it (from a SYNC page made
+   before the leave and sent after it) does not bring the entry back.  A message from the
+   current connectionId always replaces an entry stored from an older connection, whatever
    its serial; a message from any other connection never enters the map (D4).
 2. When an ATTACHED re-enters (every ATTACHED except a RESUMED one on an attached channel,
    RTP17i), each clientId follows the user's latest intent:
@@ -54,6 +56,7 @@ __all__: list[str] = []
 
 _ENTER: Final = PresenceAction.ENTER
 _LEAVE: Final = PresenceAction.LEAVE
+_PRESENT: Final = PresenceAction.PRESENT
 
 #: An operation sent and awaiting its ACK/NACK: (operation, the clientId it acts for or None
 #: if unknown, the PRESENCE item sent, its send stamp).
@@ -88,6 +91,7 @@ class OwnMembers:
         "_cleared_at",
         "_in_flight",
         "_last_sent",
+        "_left",
         "_map",
         "_reattached_at",
         "_recorded",
@@ -108,6 +112,8 @@ class OwnMembers:
         self._recorded: dict[str, int] = {}
         # clientId -> stamp of its latest sent operation, until that one settles.
         self._last_sent: dict[str, int] = {}
+        # clientId -> the LEAVE echo that removed its entry, until a newer message replaces it.
+        self._left: dict[str, Entry] = {}
 
     # -- rule 1: echoes ---------------------------------------------------------------------
     def observe(self, m: PresenceMessage) -> None:
@@ -117,18 +123,39 @@ class OwnMembers:
         old = self._map.get(client)
         if m.action is _LEAVE:
             # A synthesized leave (no position) must not drop the re-entry record (RTP17b).
-            if serial < 0 or old is None:
+            if serial < 0:
                 return
-            if old[0].connection_id != m.connection_id or newer_than(m, serial, index, old):
+            if old is None:
+                self._remember_leave(client, m, serial, index)
+            elif old[0].connection_id != m.connection_id or newer_than(m, serial, index, old):
                 del self._map[client]
                 self._seen[client] = self._stamp
-        elif (
+                self._remember_leave(client, m, serial, index)
+            return
+        left = self._left.get(client) if m.action is _PRESENT else None
+        if (
+            left is not None
+            and left[0].connection_id == m.connection_id
+            and not newer_than(m, serial, index, left)
+        ):
+            return  # older than the leave that removed the entry (rule 1)
+        if (
             old is None
             or old[0].connection_id != m.connection_id  # D4: the current connection wins
             or newer_than(m, serial, index, old)
         ):
             self._map[client] = (m, serial, index)
             self._seen[client] = self._stamp
+            self._left.pop(client, None)
+
+    def _remember_leave(self, client: str, m: PresenceMessage, serial: int, index: int) -> None:
+        left = self._left.get(client)
+        if (
+            left is None
+            or left[0].connection_id != m.connection_id
+            or newer_than(m, serial, index, left)
+        ):
+            self._left[client] = (m, serial, index)
 
     # -- operations in flight ---------------------------------------------------------------
     def track(self, op: Operation, client: str | None, item: PresenceMessage) -> None:
@@ -233,6 +260,7 @@ class OwnMembers:
     def clear(self) -> None:
         """RTP5a: forget the map; operations in flight stop carrying an intent (rule 5)."""
         self._map.clear()
+        self._left.clear()
         self._seen.clear()
         self._recorded.clear()
         self._last_sent.clear()
@@ -263,6 +291,7 @@ class OwnMembers:
         return (
             ("stamps", (self._stamp, self._cleared_at, self._reattached_at)),
             ("own_seen", frozenset(self._seen.items())),
+            ("own_left", frozenset((c, picture(e[0])) for c, e in self._left.items())),
             ("recorded", frozenset(self._recorded.items())),
             ("last_sent", frozenset(self._last_sent.items())),
         )

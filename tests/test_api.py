@@ -23,10 +23,11 @@ import presence_core
 CORE = pathlib.Path(presence_core.__file__).parent
 FORBIDDEN = {"asyncio", "trio", "anyio", "socket", "time", "random", "secrets"}
 # Adapter subpackages may do I/O; everything else is the sans-IO core.
-ADAPTER_DIRS = {"client"}
+ADAPTER_DIRS = {"client", "serve"}
 ADAPTER_PACKAGES = tuple(f"presence_core.{name}" for name in sorted(ADAPTER_DIRS))
+ADAPTER_SUBMODULES = tuple(f"{package}." for package in ADAPTER_PACKAGES)
 # What an adapter brings in, and importing the core must not.
-ADAPTER_ROOTS = {"asyncio", "trio", "anyio", "wsproto"}
+ADAPTER_ROOTS = {"asyncio", "trio", "anyio", "wsproto", "hypercorn", "rich"}
 # Names the core resolves lazily from an adapter (PEP 562), with the namespace defining them.
 LAZY = {("presence_core", "connect"): "presence_core.client"}
 
@@ -118,7 +119,7 @@ def _adapter_modules_after(statement: str) -> list[str]:
     code = (
         f"import sys; {statement}; "
         f"print(sorted(m for m in sys.modules if m.split('.')[0] in {ADAPTER_ROOTS!r} "
-        f"or m.startswith({ADAPTER_PACKAGES!r})))"
+        f"or m in {ADAPTER_PACKAGES!r} or m.startswith({ADAPTER_SUBMODULES!r})))"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], check=True, capture_output=True, text=True

@@ -182,3 +182,31 @@ def test_settle_ignores_an_operation_not_in_flight() -> None:
     own.settle(enter, acked=False, connection_id=CONN, attached=True)
     assert own.members == {}
     assert own.in_flight == ()
+
+
+def test_RTP17b_an_entry_older_than_the_leave_that_removed_it_does_not_bring_it_back() -> None:
+    """A SYNC page made before a leave and delivered after its echo carries the member as it
+    was: the own map must not take it back, or a later re-entry would resurrect it."""
+    own = OwnMembers()
+    own.observe(echo(ENTER, "me", 1, data="a"))
+    own.observe(echo(LEAVE, "me", 3))
+    stale = PresenceMessage(
+        action=PresenceAction.PRESENT,
+        client_id="me",
+        connection_id=CONN,
+        id=f"{CONN}:1:0",
+        timestamp=101,
+        data="a",
+    )
+    own.observe(stale)
+    assert own.members == {}
+    own.observe(echo(ENTER, "me", 4, data="b"))  # a newer enter does
+    assert own.members["me"].data == "b"
+
+
+def test_D4_a_leave_of_an_older_connection_does_not_block_the_current_one() -> None:
+    own = OwnMembers()
+    own.observe(echo(ENTER, "me", 5, conn="old"))
+    own.observe(echo(LEAVE, "me", 9, conn="old"))
+    own.observe(echo(ENTER, "me", 1, conn="new", data="x"))
+    assert own.members["me"].data == "x"

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
 from hypothesis import event, settings, strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -87,6 +88,9 @@ class Model:
         self.sync_id: str | None = None
         self.residual: set[tuple[str, str]] = set()
         self.own: dict[str, PresenceMessage] = {}
+        # clientId -> the own LEAVE that removed it: an older PRESENT (a stale SYNC entry) of
+        # the same connection does not bring it back.
+        self.own_left: dict[str, PresenceMessage] = {}
         # ("send", client, op id, action, data) | ("echo", client) | ("record", client)
         # | ("clear",) | ("reattach",), in the order they happened.
         self.log: list[tuple[Any, ...]] = []
@@ -94,6 +98,7 @@ class Model:
     def clear_own(self) -> None:
         """RTP5a: the own map is cleared and operations in flight lose their intent."""
         self.own.clear()
+        self.own_left.clear()
         self.log.append(("clear",))
 
     def _sent_at(self, op_id: int) -> int:
@@ -195,22 +200,35 @@ class Model:
                 self.entries[key] = (m, False)
                 emitted = True
         if m.connection_id == own_conn:
-            client = m.client_id or ""
-            old = self.own.get(client)
-            if m.action is LEAVE:
-                if (
-                    _pos(m) is not None
-                    and old is not None
-                    and (old.connection_id != m.connection_id or _newer(m, old))
-                ):
+            self._apply_own(m)
+        return emitted
+
+    def _apply_own(self, m: PresenceMessage) -> None:
+        client = m.client_id or ""
+        old = self.own.get(client)
+        left = self.own_left.get(client)
+        if m.action is LEAVE:
+            if _pos(m) is None:
+                return
+            if old is None or old.connection_id != m.connection_id or _newer(m, old):
+                if old is not None:
                     del self.own[client]
                     self.log.append(("echo", client))
-            elif old is None or old.connection_id != m.connection_id or _newer(m, old):
-                if old is not None and old.connection_id != m.connection_id:
-                    event("D4: own member replaced from a new connection")
-                self.own[client] = m
-                self.log.append(("echo", client))
-        return emitted
+                if left is None or left.connection_id != m.connection_id or _newer(m, left):
+                    self.own_left[client] = m
+        elif (
+            m.action is PresenceAction.PRESENT
+            and left is not None
+            and left.connection_id == m.connection_id
+            and not _newer(m, left)
+        ):
+            event("own map: a PRESENT older than the leave does not bring it back")
+        elif old is None or old.connection_id != m.connection_id or _newer(m, old):
+            if old is not None and old.connection_id != m.connection_id:
+                event("D4: own member replaced from a new connection")
+            self.own[client] = m
+            self.own_left.pop(client, None)
+            self.log.append(("echo", client))
 
 
 _ids = st.sampled_from(["ok", "ok", "ok", "srv", "none", "junk"])
@@ -481,6 +499,32 @@ class PresenceMachine(RuleBasedStateMachine):
         expected = self._apply_frame(items) if attached_now else []
         self._check_events(out, expected, [], before)
         self._record(out)
+
+    @precondition(
+        lambda self: (
+            self.ps.state is S.ATTACHED
+            and ME in self.model.own
+            and self.model.own[ME].connection_id == self.conn
+            and _pos(self.model.own[ME]) is not None
+        )
+    )
+    @rule()
+    def own_leave_then_stale_sync_entry(self) -> None:
+        """A sync page made before our leave, delivered after its echo, still lists us."""
+        stored = self.model.own[ME]
+        serial, index = _pos(stored) or (0, 0)
+        leave = attrs.evolve(
+            stored, action=PresenceAction.LEAVE, id=f"{self.conn}:{serial + 1}:{index}"
+        )
+        stale = attrs.evolve(stored, action=PresenceAction.PRESENT)
+        for frame, items in ((presence(leave), [leave]), (sync("s9:more:x", stale), [stale])):
+            before = set(self.model.visible())
+            out = self.ps.receive(frame, now=self._tick())
+            m = self.model
+            if frame.action == ProtocolAction.SYNC and (not m.syncing or m.sync_id != "s9"):
+                m.start("s9")
+            self._check_events(out, self._apply_frame(items), [], before)
+            self._record(out)
 
     @rule(
         data=st.data(),

@@ -42,7 +42,8 @@ messages = st.builds(Message, name=st.sampled_from([None, "typing.started"]), da
 frames = st.builds(
     ProtocolMessage,
     action=st.sampled_from(
-        [P.HEARTBEAT, P.ATTACH, P.DETACH, P.PRESENCE, P.MESSAGE, P.SYNC, P.AUTH, P.CONNECT, 99]
+        # AUTH is left out: a refused one ends the connection (test_server_protocol.py).
+        [P.HEARTBEAT, P.ATTACH, P.DETACH, P.PRESENCE, P.MESSAGE, P.SYNC, P.CONNECT, 99]
     ),
     channel=st.sampled_from([None, "", "a", "b"]),
     msg_serial=st.one_of(st.none(), st.integers(-2, 6)),

@@ -9,6 +9,8 @@ exactly that.
 
 from __future__ import annotations
 
+from collections import Counter
+
 from hypothesis import event, example, find, given, settings, strategies as st
 
 from presence_core import (
@@ -18,14 +20,24 @@ from presence_core.server import ServerConfig
 from presence_core.testing import (
     SIMULATION_CONFIG,
     Attach,
+    ChannelFailure,
     ClientSpec,
+    ClockStep,
+    Close,
+    ConnectionFailure,
     Detach,
     DropTransport,
     Enter,
+    FaultEvent,
+    HalfOpen,
+    Lag,
     Leave,
     Partition,
+    Restart,
     Resync,
     ScheduleEvent,
+    ServerDetach,
+    ServerRestart,
     Simulation,
     Update,
     strategies,
@@ -40,15 +52,51 @@ CLIENTS = (
 )
 NAMES = [spec.name for spec in CLIENTS]
 ROOMS = ["r1", "r2"]
+OPERATIONS = (Enter, Update, Leave, Attach, Detach)
 ACTING_FOR = {"bot": ["x", "y"]}
 
 SCHEDULES = strategies.schedules(
-    clients=NAMES, rooms=ROOMS, acting_for=ACTING_FOR, max_operations=12, max_faults=5
+    clients=NAMES, rooms=ROOMS, acting_for=ACTING_FOR, max_operations=12, max_faults=8
 )
 
-# The CI profile runs 100 examples by default; this property always runs at least 500, and as
-# many as the profile asks for beyond that (5000 under ``thorough``).
-EXAMPLES = max(500, settings().max_examples)
+# At least 3,000 schedules (``ci``), and 4 times the profile's example count beyond that: 20,000
+# under ``thorough``.  Each fault kind, and each effect the schedules aim at, must occur in at
+# least one in fifteen of them: 200 under ``ci``.
+EXAMPLES = max(3_000, 4 * settings().max_examples)
+MIN_PER_KIND = EXAMPLES // 15
+
+#: The fault kinds the property counts, as labels of schedule events.
+FAULT_KINDS = (
+    "DropTransport",
+    "DropTransport(sent_arrive)",
+    "HalfOpen",
+    "Partition",
+    "Partition(silent)",
+    "Resync",
+    "Resync(restart)",
+    "ServerDetach",
+    "ChannelFailure",
+    "ConnectionFailure",
+    "Close",
+    "Restart",
+    "ServerRestart",
+    "Lag",
+    "ClockStep",
+)
+#: What the schedules make happen in the network, counted from each run's stats.
+EMERGENT_KINDS = ("presence_during_sync", "syncs_restarted", "duplicate_frames")
+
+
+def fault_kind(fault: FaultEvent) -> str:
+    """The label under which :data:`FAULT_KINDS` counts ``fault``."""
+    name = type(fault).__name__
+    if isinstance(fault, DropTransport) and fault.sent_arrive:
+        return f"{name}(sent_arrive)"
+    if isinstance(fault, Partition) and fault.silent:
+        return f"{name}(silent)"
+    if isinstance(fault, Resync) and fault.restart_after is not None:
+        return f"{name}(restart)"
+    return name
 
 
 #: Always part of the property: the bot has 500 own members when its network goes away for
@@ -66,18 +114,36 @@ def _label(stats: dict[str, int]) -> None:
             event(f"had {name}")
 
 
+#: Schedules the property ran, and how many of them held each fault kind.
+RAN: Counter[str] = Counter()
+
+
 @settings(max_examples=EXAMPLES)
 @given(schedule=SCHEDULES, seed=st.integers(min_value=0, max_value=2**32 - 1))
 @example(schedule=BIG_REENTRY, seed=7)
-def test_convergence_under_generated_fault_schedules(
-    schedule: tuple[ScheduleEvent, ...], seed: int
-) -> None:
-    """Convergence after faults: client views equal the server's, no impossible leave, and
-    entered members are present again with their latest data (RTP17, RTP19, RTN15, RTN19a)."""
+def _converges(schedule: tuple[ScheduleEvent, ...], seed: int) -> None:
+    RAN["schedules"] += 1
+    RAN.update({fault_kind(e) for e in schedule if not isinstance(e, OPERATIONS)})
     sim = Simulation(seed=seed, clients=CLIENTS, record=False)
     sim.run_until_quiet(schedule)
-    _label(dict(sim.stats))
+    stats = dict(sim.stats)
+    _label(stats)
+    RAN.update(kind for kind in EMERGENT_KINDS if stats.get(kind))
     sim.assert_converged()
+
+
+def test_convergence_under_generated_fault_schedules() -> None:
+    """Convergence after faults: client views equal the server's, no impossible leave, and
+    entered members are present again with their latest data (RTP17, RTP19, RTN15, RTN19a).
+
+    Then the count over the schedules it ran: at least :data:`EXAMPLES` of them, each fault
+    kind in at least :data:`MIN_PER_KIND`.
+    """
+    RAN.clear()
+    _converges()
+    assert RAN["schedules"] >= EXAMPLES
+    rare = {kind: RAN[kind] for kind in (*FAULT_KINDS, *EMERGENT_KINDS) if RAN[kind] < MIN_PER_KIND}
+    assert not rare, f"fault kinds in fewer than {MIN_PER_KIND} schedules: {rare}"
 
 
 def test_D10_simulations_run_under_the_servers_default_limits() -> None:
@@ -102,15 +168,14 @@ def test_schedules_are_sorted_bounded_and_name_known_clients(
     schedule: tuple[ScheduleEvent, ...],
 ) -> None:
     assert [e.at for e in schedule] == sorted(e.at for e in schedule)
-    ops = [e for e in schedule if isinstance(e, Enter | Update | Leave | Attach | Detach)]
-    faults = [e for e in schedule if isinstance(e, DropTransport | Partition | Resync)]
-    assert len(ops) <= 12
-    assert len(faults) <= 5
-    assert len(ops) + len(faults) == len(schedule)
+    ops = [e for e in schedule if isinstance(e, OPERATIONS)]
+    faults = [e for e in schedule if not isinstance(e, OPERATIONS)]
+    assert len(ops) <= 12 + 4  # the operations, and those of a sync overlap
+    assert len(faults) <= 8 + 1
     for e in schedule:
         if isinstance(e, Resync):
             assert e.room in ROOMS
-        else:
+        elif not isinstance(e, ServerRestart):
             assert e.client in NAMES
         if isinstance(e, Enter | Update | Leave):
             assert (e.client_id is not None) == (e.client == "bot")
@@ -135,7 +200,20 @@ def test_operation_sequences_shrink_towards_the_empty_schedule() -> None:
 
 def test_fault_schedules_cover_every_fault_kind() -> None:
     strategy = strategies.fault_schedules(clients=["a"], rooms=["r"])
-    for kind in (DropTransport, Partition, Resync):
+    for kind in (
+        DropTransport,
+        HalfOpen,
+        Partition,
+        Resync,
+        ServerDetach,
+        ChannelFailure,
+        ConnectionFailure,
+        Close,
+        Restart,
+        ServerRestart,
+        Lag,
+        ClockStep,
+    ):
         found = find(strategy, lambda faults, kind=kind: any(isinstance(f, kind) for f in faults))  # type: ignore[misc]
         assert len(found) == 1
         assert isinstance(found[0], kind)

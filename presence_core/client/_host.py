@@ -110,6 +110,27 @@ class ServerHost:
         if transport_id in self._peers:
             self._perform(self._server.receive(transport_id, message, now=now_ms()))
 
+    def receive_frame(self, transport_id: int, frame: str | bytes) -> None:
+        """A raw frame arrived on ``transport_id``, as a socket read it (ignored once closed).
+
+        The server decodes it, so a frame the codec refuses is answered with its NACK or ERROR.
+        """
+        if transport_id in self._peers:
+            self._perform(self._server.receive_frame(transport_id, frame, now=now_ms()))
+
+    def shutdown(self) -> None:
+        """The server is going away: every client is told so and every transport closed.
+
+        See :meth:`Server.shutdown <presence_core.server.Server.shutdown>`; each transport is
+        still reported closed once, by its owner, as usual.
+        """
+        self._perform(self._server.shutdown(now=now_ms()))
+
+    @property
+    def transport_count(self) -> int:
+        """How many transports are open."""
+        return len(self._peers)
+
     def closed(self, transport_id: int) -> None:
         """``transport_id`` ended; reported to the server once, however often it is called."""
         if self._peers.pop(transport_id, None) is not None:

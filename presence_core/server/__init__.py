@@ -7,8 +7,10 @@ client core and imports no I/O.
 
 RULES OF THIS PACKAGE
 
-* Frames come in already decoded (:class:`~presence_core.ProtocolMessage`) and go out as
-  :class:`Deliver` commands carrying ProtocolMessages; the adapter owns the codec and sockets.
+* Frames come in decoded (:class:`~presence_core.ProtocolMessage`, ``receive``) or raw, as the
+  WebSocket delivered them (``receive_frame``, decoded with ``codec_limits``), and go out as
+  :class:`Deliver` commands carrying ProtocolMessages; the adapter encodes them and owns the
+  sockets.
 * Time comes in as ``now`` (int epoch ms); the server keeps its own clock (see ``_registry``).
 * Entropy is injected: connection ids, connection keys (resume credentials), sync ids and
   synthesized-leave ids are all derived from it, so a seeded run is reproducible.
@@ -27,20 +29,27 @@ a :class:`Disconnect` command.  A connection outlives its transport for a grace 
 resume window.
 
 :class:`Server` (``_server``) is the facade: it takes each call, moves the clock, dispatches
-frames by action and composes four collaborators, each stating its own rules:
+frames by action and composes its collaborators, each stating its own rules:
 
 * ``_auth``: credentials, capabilities and the modes a connection gets on a channel;
 * ``_registry``: transports, connections, resume keys, the clock, heartbeats and deadlines
   (grace period and ttl);
 * ``_channels``: attachments, member maps, serials, SYNC pages and the fan-out of broadcasts;
 * ``_inbound``: msgSerial dedup of resent frames, re-echo of duplicate PRESENCE, message size
-  and the inbound rate limit.
+  and the inbound rate limit;
+* ``_backlog``: the MESSAGE frames held for a connection until it resumes and re-attaches
+  (RTN15c6);
+* ``_frames``: decoding raw frames, and the NACK or ERROR answering one the codec refuses;
+* ``_sync``: the pages of each SYNC, sent at once or over time (``sync_page_interval``);
+* ``_admin``: what the server does of its own accord: detach or fail a channel, end a
+  connection, shut down.
 
 ``_config`` holds the settings and ``_output`` the commands and snapshots the server returns.
 """
 
 from __future__ import annotations
 
+from presence_core.server._admin import SHUTDOWN as SHUTDOWN
 from presence_core.server._auth import AccessToken as AccessToken, ApiKey as ApiKey
 from presence_core.server._config import ServerConfig as ServerConfig
 from presence_core.server._output import (
@@ -64,4 +73,5 @@ __all__ = [
     "ServerConnectionState",
     "ServerConnectionInfo",
     "Server",
+    "SHUTDOWN",
 ]

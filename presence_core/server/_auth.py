@@ -2,8 +2,9 @@
 
 RULES OF THIS MODULE
 
-* A credential is checked once, at ``connect``; what it allows is kept as a :class:`Grant` on
-  the connection and replaced only by a resume with new credentials.
+* A credential is checked at ``connect``; what it allows is kept as a :class:`Grant` on the
+  connection and replaced only by a resume with new credentials or by an AUTH frame's token
+  (RTC8a), which may change what the connection may do but never who it is.
 * A capability maps channel patterns to operations, and an operation stands for channel modes.
   A connection gets on a channel the intersection of the modes it asked for in ATTACH (the
   default modes when it asked for none) with the union of what every matching pattern grants.
@@ -20,7 +21,7 @@ from typing import Final, TypeAlias
 import attrs
 
 from presence_core._errors import UsageError
-from presence_core._wire import DEFAULT_MODES, MODE_MASK, ChannelMode, ErrorInfo
+from presence_core._wire import DEFAULT_MODES, MODE_MASK, AuthDetails, ChannelMode, ErrorInfo
 from presence_core.server._output import Reject, error
 
 __all__ = ["ApiKey", "AccessToken"]
@@ -175,13 +176,10 @@ class Authenticator:
                 return error(40101, 401, "Invalid credentials")
             grant = Grant(api_key.capability, None, api_key.any_client_id)
         elif token is not None:
-            access = self._tokens.get(token)
-            if access is None:
-                return error(40101, 401, "Invalid credentials")
-            if access.client_id == "*":
-                grant = Grant(access.capability, None, True)
-            else:
-                grant = Grant(access.capability, access.client_id, False)
+            found = self._token_grant(token)
+            if isinstance(found, ErrorInfo):
+                return found
+            grant = found
         else:
             return error(40101, 401, "No key or access_token")
         client_id = requested
@@ -190,3 +188,26 @@ class Authenticator:
                 return error(40102, 401, "Mismatched clientId")
             client_id = grant.client_id
         return grant, client_id
+
+    def reauthorize(self, auth: AuthDetails | None, client_id: str | None) -> ErrorInfo | Grant:
+        """Return the grant of an AUTH frame's token on a connection of ``client_id`` (RTC8a).
+
+        A token naming a clientId other than the connection's is refused with 40102: an AUTH
+        renews the credential, never the identity.
+        """
+        if auth is None or not auth.access_token:
+            return error(40101, 401, "AUTH without an accessToken")
+        grant = self._token_grant(auth.access_token)
+        if isinstance(grant, ErrorInfo):
+            return grant
+        if grant.client_id is not None and grant.client_id != client_id:
+            return error(40102, 401, "Incompatible credentials: the token's clientId differs")
+        return grant
+
+    def _token_grant(self, token: str) -> ErrorInfo | Grant:
+        access = self._tokens.get(token)
+        if access is None:
+            return error(40101, 401, "Invalid credentials")
+        if access.client_id == "*":
+            return Grant(access.capability, None, True)
+        return Grant(access.capability, access.client_id, False)

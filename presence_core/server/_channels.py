@@ -4,7 +4,9 @@ RULES OF THIS MODULE
 
 * A broadcast is one ProtocolMessage in one :class:`Deliver` naming every recipient, so the
   adapter encodes it once.  Recipient tuples are cached per channel and rebuilt only after
-  :meth:`Channel.invalidate`, which every change of an attachment or a transport calls.
+  :meth:`Channel.invalidate`, which every change of an attachment, a transport or a held
+  channel calls.  A MESSAGE goes to live subscribers, and is kept for the subscribers that
+  hold the channel (``_backlog`` says when and why).
 * A stored member has action PRESENT, as a SYNC lists it, and is stamped by the server: id
   ``connectionId:msgSerial:index`` and the server clock.
 * Leaves the server synthesizes have ids starting with ``synth-``, never with a connectionId
@@ -28,8 +30,10 @@ from presence_core._wire import (
     ProtocolAction,
     ProtocolMessage,
 )
+from presence_core.server._backlog import release
 from presence_core.server._output import Deliver, ServerCommand, TransportId
 from presence_core.server._registry import Connection
+from presence_core.server._sync import SyncPager
 
 __all__: list[str] = []
 
@@ -65,30 +69,55 @@ class Channel:
     attached: dict[str, Connection] = attrs.Factory(dict)
     presence_recipients: tuple[TransportId, ...] | None = None
     message_recipients: tuple[TransportId, ...] | None = None
+    message_holders: tuple[Connection, ...] | None = None
 
     def invalidate(self) -> None:
         """Forget the cached recipients; the next fan-out rebuilds them."""
         self.presence_recipients = None
         self.message_recipients = None
-
-    def _recipients(self, mode: int) -> tuple[TransportId, ...]:
-        return tuple(
-            conn.transport
-            for conn in self.attached.values()
-            if conn.transport is not None and conn.channels[self.name] & mode
-        )
+        self.message_holders = None
 
     def presence_to(self) -> tuple[TransportId, ...]:
         """The live transports attached with PRESENCE_SUBSCRIBE, in attach order."""
         if self.presence_recipients is None:
-            self.presence_recipients = self._recipients(ChannelMode.PRESENCE_SUBSCRIBE)
+            name = self.name
+            self.presence_recipients = tuple(
+                conn.transport
+                for conn in self.attached.values()
+                if conn.transport is not None
+                and conn.channels[name] & ChannelMode.PRESENCE_SUBSCRIBE
+            )
         return self.presence_recipients
 
     def messages_to(self) -> tuple[TransportId, ...]:
-        """The live transports attached with SUBSCRIBE, in attach order."""
-        if self.message_recipients is None:
-            self.message_recipients = self._recipients(ChannelMode.SUBSCRIBE)
-        return self.message_recipients
+        """The live transports attached with SUBSCRIBE that do not hold it, in attach order."""
+        recipients = self.message_recipients
+        if recipients is None:
+            recipients, self.message_holders = self._message_subscribers()
+            self.message_recipients = recipients
+        return recipients
+
+    def held_by(self) -> tuple[Connection, ...]:
+        """The connections attached with SUBSCRIBE that hold this channel's MESSAGEs."""
+        holders = self.message_holders
+        if holders is None:
+            self.message_recipients, holders = self._message_subscribers()
+            self.message_holders = holders
+        return holders
+
+    def _message_subscribers(self) -> tuple[tuple[TransportId, ...], tuple[Connection, ...]]:
+        name = self.name
+        live: list[TransportId] = []
+        holders: list[Connection] = []
+        for conn in self.attached.values():
+            if not conn.channels[name] & ChannelMode.SUBSCRIBE:
+                continue
+            backlog = conn.backlog
+            if backlog is not None and name in backlog.channels:
+                holders.append(conn)
+            elif conn.transport is not None:
+                live.append(conn.transport)
+        return tuple(live), tuple(holders)
 
     def present(self) -> list[PresenceMessage]:
         """Every member (action PRESENT, as a SYNC lists them), by connection then clientId."""
@@ -216,13 +245,17 @@ class Channels:
     Args:
         random_hex: The server's entropy, as ``n`` random bytes in hex (sync and leave ids).
         sync_page_size: Members per SYNC frame.
+        pager: Sends the pages of each sync, at once or over time.
     """
 
-    __slots__ = ("_page_size", "_random_hex", "by_name")
+    __slots__ = ("_page_size", "_pager", "_random_hex", "by_name")
 
-    def __init__(self, random_hex: Callable[[int], str], sync_page_size: int) -> None:
+    def __init__(
+        self, random_hex: Callable[[int], str], sync_page_size: int, pager: SyncPager
+    ) -> None:
         self._random_hex = random_hex
         self._page_size = sync_page_size
+        self._pager = pager
         #: channel name -> channel, for channels with an attachment or a member.
         self.by_name: dict[str, Channel] = {}
 
@@ -247,6 +280,7 @@ class Channels:
         """Detach ``conn`` from channel ``name``, if attached; its members there leave."""
         if name in conn.channels:
             del conn.channels[name]
+            release(conn, name)  # Its held MESSAGEs are for an attachment that ended.
             self._drop_attachment(self.by_name[name], conn, clock, out)
 
     def detach_all(self, conn: Connection, clock: int, out: list[ServerCommand]) -> None:
@@ -254,6 +288,7 @@ class Channels:
         for name in conn.channels:
             self._drop_attachment(self.by_name[name], conn, clock, out)
         conn.channels.clear()
+        conn.backlog = None
 
     def invalidate(self, conn: Connection) -> None:
         """Forget the cached recipients of every channel ``conn`` is attached to."""
@@ -309,13 +344,15 @@ class Channels:
         self,
         chan: Channel,
         recipients: tuple[TransportId, ...],
+        clock: int,
         out: list[ServerCommand],
         *,
         empty_page: bool = False,
     ) -> None:
         """Send the member set as SYNC pages ``<syncId>:<cursor>``, the last with no cursor.
 
-        An empty member set sends nothing, or one empty final page with ``empty_page``.
+        An empty member set sends nothing, or one empty final page with ``empty_page``.  The
+        pages are made now and sent by the pager (:mod:`presence_core.server._sync`).
         """
         members = chan.present()
         if not members and not empty_page:
@@ -324,12 +361,15 @@ class Channels:
         size = self._page_size
         starts = range(0, len(members), size) if members else range(1)
         last = starts[-1]
-        for page, start in enumerate(starts, start=1):
-            cursor = "" if start == last else str(page)
-            frame = ProtocolMessage(
+        pages = [
+            ProtocolMessage(
                 action=ProtocolAction.SYNC,
                 channel=chan.name,
-                channel_serial=f"{sync_id}:{cursor}",
+                channel_serial=f"{sync_id}:{'' if start == last else page}",
                 presence=tuple(members[start : start + size]),
             )
-            out.append(Deliver(transport_ids=recipients, message=frame))
+            for page, start in enumerate(starts, start=1)
+        ]
+        sent: list[Deliver] = []
+        self._pager.start(chan.name, recipients, pages, clock, sent)
+        out.extend(sent)

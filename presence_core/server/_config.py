@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 import attrs
 
+from presence_core._codec import CodecLimits
 from presence_core._errors import UsageError
 from presence_core.server._auth import AccessToken, ApiKey
 
@@ -70,6 +71,10 @@ class ServerConfig:
     #: Members per SYNC frame.  100 keeps a frame near 10 KiB with small data, well under
     #: ``max_message_size`` times a page, while a 10,000-member room needs only 100 frames.
     sync_page_size: int = attrs.field(default=100, validator=_positive)
+    #: Milliseconds between two pages of one SYNC.  0 (the default) sends a whole sync at
+    #: once; a server under load sends it over time, and live PRESENCE interleaves with its
+    #: pages, which simulations use to exercise a client's sync rules end to end.
+    sync_page_interval: int = attrs.field(default=0, validator=_non_negative)
     #: Presence members per channel.  It bounds one channel's memory; 20,000 leaves headroom
     #: over the 10,000-member room the simulator exercises.  Beyond it an enter is NACKed 91003.
     max_members_per_channel: int = attrs.field(default=20_000, validator=_positive)
@@ -84,6 +89,21 @@ class ServerConfig:
     #: per-connection inbound limit is of this order (its connectionDetails call it
     #: ``maxInboundRate``).  Raise it for simulations that enter many members per connection.
     max_messages_per_second: int = attrs.field(default=50, validator=_positive)
+    #: Bounds on a raw frame given to ``receive_frame``: its size, nesting and item counts.  The
+    #: codec's defaults (1 MiB frames, 1,000 items) are far above what ``max_message_size``
+    #: lets a conforming client send, and cap the parse of a hostile frame.
+    codec_limits: CodecLimits = attrs.field(
+        factory=CodecLimits, validator=attrs.validators.instance_of(CodecLimits)
+    )
+    #: MESSAGE frames held per connection while it is gone but resumable, for delivery when it
+    #: resumes (RTN15c6).  1,000 covers a grace period of 15 s at over 60 messages a second on
+    #: the connection's channels, far more than a chat room sees; beyond it the channel's
+    #: continuity is lost (90004).  A held frame is shared with every connection holding it.
+    resume_backlog_messages: int = attrs.field(default=1_000, validator=_positive)
+    #: Bytes of held MESSAGEs per connection, counted as ``max_message_size`` counts them.
+    #: 1 MiB is 16 messages of the largest size, or the 1,000 frames above at 1 KiB each; it
+    #: also bounds the burst one resume sends.
+    resume_backlog_bytes: int = attrs.field(default=1 << 20, validator=_positive)
 
     def __attrs_post_init__(self) -> None:
         if self.heartbeat_interval >= self.max_idle_interval:

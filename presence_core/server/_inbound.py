@@ -19,11 +19,11 @@ RULES OF THIS MODULE
 
 from __future__ import annotations
 
-import json
 from typing import Any, Final
 
 import attrs
 
+from presence_core._codec import json_size
 from presence_core._wire import (
     ErrorInfo,
     PresenceAction,
@@ -83,8 +83,8 @@ def payload_size(data: Any) -> int:
     if isinstance(data, bytes | bytearray | memoryview):
         return len(data)
     try:
-        return len(json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode())
-    except (TypeError, ValueError):
+        return json_size(data)
+    except (TypeError, ValueError, RecursionError):
         # Not JSON-shaped (a caller-built message); its repr is a fair upper estimate.
         return len(repr(data).encode())
 

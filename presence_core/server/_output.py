@@ -103,6 +103,9 @@ class ServerConnectionInfo:
     transport_id: TransportId | None
     #: Attached channels, in attach order.
     channels: tuple[str, ...]
+    #: A recovered connection's channels that its client has not attached again are detached
+    #: at this time (RTN16); ``None`` when no such hold runs.
+    holding_until: int | None = None
 
 
 class Reject(Exception):

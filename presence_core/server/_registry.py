@@ -7,8 +7,13 @@ RULES OF THIS MODULE
 * Every transport the adapter connected stays in :attr:`Registry.transports` until it reports
   the transport closed.  A transport the server let go (refused, closed, or replaced by a
   resume) maps to ``None``, so its late frames are ignored rather than misattributed.
-* Only connections without a transport have a deadline, and they are kept apart in
-  ``waiting``, so :meth:`Registry.advance` costs nothing per frame while none is due.
+* A connection without a transport has a deadline (its grace period, then its ttl), and so
+  does a recovered one until its hold on unattached channels ends (``end_hold``, see
+  :meth:`Registry.hold_until`).  Deadlines sit in a heap ordered by
+  (deadline, creation order), so a call costs the same whether none or 10,000 connections are
+  waiting.  An entry is deleted lazily: it is skipped when it comes up if its connection has
+  since resumed, been forgotten or been given a later deadline (its ``stamp`` no longer
+  matches), and the heap is rebuilt when stale entries outnumber the current ones.
 
 THEORY OF OPERATION
 
@@ -23,8 +28,9 @@ connection with error 80008.  Due deadlines fire in deadline order, ties in crea
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, TypeAlias
 
 import attrs
 
@@ -42,11 +48,15 @@ from presence_core.server._output import (
 )
 
 if TYPE_CHECKING:
+    from presence_core.server._backlog import Backlog
     from presence_core.server._inbound import InboundState
 
 __all__: list[str] = []
 
 HEARTBEAT: Final = ProtocolMessage(action=ProtocolAction.HEARTBEAT)
+
+# A heap with fewer stale entries than this is never rebuilt: rebuilding costs more than them.
+_MIN_REBUILD: Final = 64
 
 
 @attrs.define(eq=False)
@@ -61,6 +71,8 @@ class Connection:
     client_id: str | None
     grant: Grant
     echo: bool
+    #: The ``format`` query parameter of the transport it is on: how its raw frames decode.
+    format: str
     transport: TransportId | None
     #: The msgSerial and rate-limit record, kept by the inbound checks.
     inbound: InboundState
@@ -68,8 +80,12 @@ class Connection:
     #: Grace deadline while DISCONNECTED, ttl deadline while SUSPENDED.
     deadline: int | None = None
     ttl_deadline: int | None = None
+    #: Which heap entry holds the current deadline; any other entry of this connection is stale.
+    stamp: int = 0
     #: channel name -> granted modes, in attach order.
     channels: dict[str, int] = attrs.Factory(dict)
+    #: MESSAGE frames held while the transport is gone or the channels are not yet re-attached.
+    backlog: Backlog | None = None
 
     def info(self) -> ServerConnectionInfo:
         """A snapshot of this connection for the public API."""
@@ -79,7 +95,13 @@ class Connection:
             state=self.state,
             transport_id=self.transport,
             channels=tuple(self.channels),
+            holding_until=self.deadline if self.state is ServerConnectionState.CONNECTED else None,
         )
+
+
+#: (deadline, creation order, stamp, connection); the stamp is unique, so the connection is never
+#: compared.
+_Entry: TypeAlias = tuple[int, int, int, Connection]
 
 
 class Registry:
@@ -90,16 +112,21 @@ class Registry:
         random_hex: The server's entropy, as ``n`` random bytes in hex.
         end_grace: Called when a connection's grace period ends, before it is SUSPENDED:
             it makes the connection's members leave and drops its attachments.
+        end_hold: Called when the deadline :meth:`hold_until` set for a live connection comes.
     """
 
     __slots__ = (
+        "_armed",
         "_by_key",
         "_config",
+        "_deadlines",
         "_end_grace",
+        "_end_hold",
         "_live",
         "_next_heartbeat",
         "_random_hex",
         "_seq",
+        "_stamps",
         "_waiting",
         "clock",
         "connections",
@@ -111,10 +138,12 @@ class Registry:
         config: ServerConfig,
         random_hex: Callable[[int], str],
         end_grace: Callable[[Connection, list[ServerCommand]], None],
+        end_hold: Callable[[Connection, list[ServerCommand]], None],
     ) -> None:
         self._config = config
         self._random_hex = random_hex
         self._end_grace = end_grace
+        self._end_hold = end_hold
         self.clock = 0
         self._seq = 0
         #: transport id -> its connection, or None once released (awaiting transport_closed).
@@ -124,32 +153,36 @@ class Registry:
         self._by_key: dict[str, Connection] = {}
         #: Connections without a transport, by id: the ones with a deadline.
         self._waiting: dict[str, Connection] = {}
+        #: Their deadlines, with stale entries deleted lazily (see the module rules).
+        self._deadlines: list[_Entry] = []
+        self._stamps = 0
+        #: Connections with a deadline: the heap's current entries.
+        self._armed = 0
         #: Transports that get heartbeats, in the order they were bound.
         self._live: dict[TransportId, Connection] = {}
         self._next_heartbeat: int | None = None
 
     def advance(self, now: int, out: list[ServerCommand]) -> None:
         """Move the clock forward to ``now`` (never back) and fire due deadlines."""
-        self.clock = max(self.clock, now)
-        clock = self.clock
-        if self._waiting:
-            due = sorted(
-                (
-                    c
-                    for c in self._waiting.values()
-                    if c.deadline is not None and c.deadline <= clock
-                ),
-                key=lambda c: (c.deadline, c.seq),
-            )
-            for conn in due:
-                if conn.state is ServerConnectionState.DISCONNECTED:
-                    self._end_grace(conn, out)
-                    conn.state = ServerConnectionState.SUSPENDED
-                    conn.deadline = conn.ttl_deadline
-                    if conn.ttl_deadline is not None and conn.ttl_deadline <= clock:
-                        self.forget(conn)
-                else:
+        self.clock = clock = max(self.clock, now)
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][0] <= clock:
+            _, _, stamp, conn = heapq.heappop(deadlines)
+            if stamp != conn.stamp:
+                continue
+            if conn.state is ServerConnectionState.CONNECTED:
+                self._set_deadline(conn, None)
+                self._end_hold(conn, out)
+            elif conn.state is ServerConnectionState.DISCONNECTED:
+                self._end_grace(conn, out)
+                conn.state = ServerConnectionState.SUSPENDED
+                ttl = conn.ttl_deadline
+                if ttl is not None and ttl <= clock:
                     self.forget(conn)
+                else:
+                    self._set_deadline(conn, ttl)
+            else:
+                self.forget(conn)
         if self._next_heartbeat is not None and self._next_heartbeat <= clock:
             if self._live:
                 out.append(Deliver(transport_ids=tuple(self._live), message=HEARTBEAT))
@@ -159,10 +192,36 @@ class Registry:
 
     def next_deadline(self) -> int | None:
         """Return the earliest deadline or heartbeat, or ``None``."""
-        deadlines = [conn.deadline for conn in self._waiting.values() if conn.deadline is not None]
-        if self._next_heartbeat is not None:
-            deadlines.append(self._next_heartbeat)
-        return min(deadlines) if deadlines else None
+        heartbeat = self._next_heartbeat
+        deadlines = self._deadlines
+        if not deadlines:
+            return heartbeat
+        entry = deadlines[0]
+        while entry[2] != entry[3].stamp:
+            heapq.heappop(deadlines)  # Stale: dropping it changes no answer.
+            if not deadlines:
+                return heartbeat
+            entry = deadlines[0]
+        first = entry[0]
+        return first if heartbeat is None or first < heartbeat else heartbeat
+
+    def _set_deadline(self, conn: Connection, deadline: int | None) -> None:
+        """Make ``deadline`` the connection's only live heap entry (``None``: no entry).
+
+        Every change of a connection's deadline goes through here, so a new stamp makes each
+        older entry of the connection stale.
+        """
+        self._stamps += 1
+        conn.stamp = self._stamps
+        self._armed += (deadline is not None) - (conn.deadline is not None)
+        conn.deadline = deadline
+        if deadline is None:
+            return
+        deadlines = self._deadlines
+        heapq.heappush(deadlines, (deadline, conn.seq, conn.stamp, conn))
+        if len(deadlines) > max(_MIN_REBUILD, 2 * self._armed):
+            deadlines[:] = [entry for entry in deadlines if entry[2] == entry[3].stamp]
+            heapq.heapify(deadlines)
 
     def resumable(self, key: str, client_id: str | None) -> Connection | ErrorInfo:
         """Return the connection ``key`` resumes, or why it cannot be resumed (80008)."""
@@ -180,6 +239,8 @@ class Registry:
         client_id: str | None,
         echo: bool,
         inbound: InboundState,
+        *,
+        fmt: str,
     ) -> Connection:
         """Create a connection on ``transport_id``, with fresh unique id and key."""
         conn_id = self._random_hex(6)
@@ -196,6 +257,7 @@ class Registry:
             client_id=client_id,
             grant=grant,
             echo=echo,
+            format=fmt,
             transport=transport_id,
             inbound=inbound,
         )
@@ -211,6 +273,8 @@ class Registry:
         grant: Grant,
         echo: bool,
         out: list[ServerCommand],
+        *,
+        fmt: str,
     ) -> None:
         """Move ``conn`` onto ``transport_id``, ending its grace period or ttl."""
         old = conn.transport
@@ -222,10 +286,19 @@ class Registry:
         self._waiting.pop(conn.id, None)
         conn.transport = transport_id
         conn.state = ServerConnectionState.CONNECTED
-        conn.deadline = conn.ttl_deadline = None
+        conn.ttl_deadline = None
+        self._set_deadline(conn, None)
         conn.grant = grant
         conn.echo = echo
+        conn.format = fmt
         self._bind(transport_id, conn)
+
+    def hold_until(self, conn: Connection, deadline: int | None) -> None:
+        """Call ``end_hold`` for the live ``conn`` at ``deadline`` (``None``: not at all).
+
+        Losing its transport first replaces this deadline with the grace period's.
+        """
+        self._set_deadline(conn, deadline)
 
     def _bind(self, transport_id: TransportId, conn: Connection) -> None:
         self.transports[transport_id] = conn
@@ -243,9 +316,9 @@ class Registry:
             self._live.pop(conn.transport, None)
         conn.transport = None
         conn.state = ServerConnectionState.DISCONNECTED
-        conn.deadline = self.clock + self._config.grace_period
         conn.ttl_deadline = self.clock + self._config.connection_state_ttl
         self._waiting[conn.id] = conn
+        self._set_deadline(conn, self.clock + self._config.grace_period)
 
     def release(self, transport_id: TransportId) -> None:
         """Let go of ``transport_id``: its later frames are ignored."""
@@ -262,3 +335,4 @@ class Registry:
         self.connections.pop(conn.id, None)
         self._by_key.pop(conn.key, None)
         self._waiting.pop(conn.id, None)
+        self._set_deadline(conn, None)

@@ -12,7 +12,7 @@ import types
 from collections.abc import Callable, Mapping
 from typing import Final, TypeAlias
 
-from presence_core._errors import UsageError
+from presence_core._errors import ProtocolError, UsageError
 from presence_core._wire import (
     ChannelMode,
     ConnectionDetails,
@@ -23,14 +23,17 @@ from presence_core._wire import (
     ProtocolAction,
     ProtocolMessage,
 )
+from presence_core.server._admin import ServerInitiative
 from presence_core.server._auth import (
     Authenticator,
     acting_client_id,
     capability_modes,
     granted_modes,
 )
+from presence_core.server._backlog import hold, hold_all, release
 from presence_core.server._channels import Channel, Channels, is_reentry_of
 from presence_core.server._config import ServerConfig
+from presence_core.server._frames import RawFrame, decode_frame, refusal
 from presence_core.server._inbound import (
     Inbound,
     message_size,
@@ -54,6 +57,7 @@ from presence_core.server._output import (
     no_channel,
 )
 from presence_core.server._registry import HEARTBEAT, Connection, Registry
+from presence_core.server._sync import SyncPager
 
 __all__ = ["Server"]
 
@@ -62,13 +66,13 @@ _CLIENT_ACTIONS: Final = frozenset(
 )
 
 
-class Server:
+class Server(ServerInitiative):
     """A sans-IO presence server for Ably protocol v6 clients (ably-js, @ably/chat, ours).
 
     Drive it from one thread (or task): ``connect`` when a WebSocket upgrade arrives,
-    ``receive`` for each decoded frame, ``transport_closed`` when a socket ends, and ``tick``
-    at :meth:`next_deadline`.  Run the commands of every returned :class:`ServerOutput` in
-    order.
+    ``receive_frame`` for each frame read (or ``receive`` for each frame the adapter decoded),
+    ``transport_closed`` when a socket ends, and ``tick`` at :meth:`next_deadline`.  Run the
+    commands of every returned :class:`ServerOutput` in order.
 
     Args:
         config: Settings and credentials.
@@ -80,8 +84,9 @@ class Server:
         self._config = config
         self._entropy = entropy
         self._auth = Authenticator(config.keys, config.tokens, config.formats)
-        self._registry = Registry(config, self._random_hex, self._end_grace)
-        self._channels = Channels(self._random_hex, config.sync_page_size)
+        self._registry = Registry(config, self._random_hex, self._end_grace, self._end_hold)
+        self._pager = SyncPager(config.sync_page_interval)
+        self._channels = Channels(self._random_hex, config.sync_page_size, self._pager)
         self._inbound = Inbound(config.max_messages_per_second, self._channels)
 
     # --- public API ---------------------------------------------------------------------
@@ -101,10 +106,14 @@ class Server:
     ) -> ServerOutput:
         """Accept a WebSocket upgrade whose query parameters are ``params``.
 
-        Reads ``key`` or ``access_token``, ``clientId``, ``resume``, ``echo`` and ``format``
-        (``v``, ``heartbeats`` and ``agent`` are accepted and ignored: the server always
-        sends HEARTBEAT frames, which every platform understands).  Replies CONNECTED, or
-        ERROR plus :class:`Disconnect` when the credentials are refused.
+        Reads ``key`` or ``access_token``, ``clientId``, ``resume`` or ``recover``, ``echo``
+        and ``format`` (``v``, ``heartbeats`` and ``agent`` are accepted and ignored: the
+        server always sends HEARTBEAT frames, which every platform understands).  Replies
+        CONNECTED, or ERROR plus :class:`Disconnect` when the credentials are refused.
+
+        ``recover`` (RTN16) carries the connectionKey of a client's recovery key and is
+        treated as ``resume`` is: the same connection while it is still remembered (its id,
+        members and msgSerial continuity), otherwise a new one with error 80008.
 
         Raises:
             UsageError: ``transport_id`` is already in use (not yet reported closed).
@@ -113,7 +122,7 @@ class Server:
         if transport_id in registry.transports:
             raise UsageError(f"transport {transport_id!r} is already connected")
         out: list[ServerCommand] = []
-        registry.advance(now, out)
+        self._advance(now, out)
         auth = self._auth.authenticate(params)
         if isinstance(auth, ErrorInfo):
             registry.refuse(transport_id)
@@ -122,21 +131,35 @@ class Server:
             return ServerOutput(tuple(out))
         grant, client_id = auth
         echo = params.get("echo", "true") != "false"
+        fmt = params.get("format", "json")
         resume_error: ErrorInfo | None = None
         conn: Connection | None = None
-        resume = params.get("resume")
-        if resume is not None:
-            found = registry.resumable(resume, client_id)
+        key = params.get("resume", params.get("recover"))
+        if key is not None:
+            found = registry.resumable(key, client_id)
             if isinstance(found, ErrorInfo):
                 resume_error = found
             else:
                 conn = found
         if conn is not None:
-            registry.resume(conn, transport_id, grant, echo, out)
+            registry.resume(conn, transport_id, grant, echo, out, fmt=fmt)
+            hold_all(conn)
             self._channels.invalidate(conn)
+            if "resume" not in params and conn.backlog is not None:
+                # A recovering process knows only the channels its recovery key names; one it
+                # does not attach again is one it will never detach.  Give it a grace period.
+                registry.hold_until(conn, registry.clock + self._config.grace_period)
         else:
             inbound = self._inbound.new_state(registry.clock)
-            conn = registry.new_connection(transport_id, grant, client_id, echo, inbound)
+            conn = registry.new_connection(transport_id, grant, client_id, echo, inbound, fmt=fmt)
+        out.append(
+            Deliver(transport_ids=(transport_id,), message=self._connected(conn, resume_error))
+        )
+        self._advance(now, out)
+        return ServerOutput(tuple(out))
+
+    def _connected(self, conn: Connection, reason: ErrorInfo | None) -> ProtocolMessage:
+        """The CONNECTED frame of ``conn``; ``reason`` says why continuity was lost."""
         config = self._config
         details = ConnectionDetails(
             client_id=conn.client_id,
@@ -147,16 +170,13 @@ class Server:
             server_id=config.server_id,
             max_inbound_rate=config.max_messages_per_second,
         )
-        connected = ProtocolMessage(
+        return ProtocolMessage(
             action=ProtocolAction.CONNECTED,
             connection_id=conn.id,
             connection_key=conn.key,
             connection_details=details,
-            error=resume_error,
+            error=reason,
         )
-        out.append(Deliver(transport_ids=(transport_id,), message=connected))
-        registry.advance(now, out)
-        return ServerOutput(tuple(out))
 
     def receive(
         self, transport_id: TransportId, message: ProtocolMessage, *, now: int
@@ -175,13 +195,43 @@ class Server:
             raise UsageError(f"unknown transport {transport_id!r}")
         conn = transports[transport_id]
         out: list[ServerCommand] = []
-        registry.advance(now, out)
+        self._advance(now, out)
         if conn is not None:
             handler = _HANDLERS.get(message.action)
             if handler is not None:
                 handler(self, conn, transport_id, message, out)
-            registry.advance(now, out)
+            self._advance(now, out)
         return ServerOutput(tuple(out)) if out else EMPTY_OUTPUT
+
+    def receive_frame(
+        self, transport_id: TransportId, frame: RawFrame, *, now: int
+    ) -> ServerOutput:
+        """Handle one raw frame from ``transport_id``, as the WebSocket delivered it.
+
+        The frame is decoded by the connection's ``format`` with
+        :attr:`ServerConfig.codec_limits`, then handled as :meth:`receive` handles it.  A frame
+        the codec refuses is answered with a NACK or an ERROR and changes nothing (``_frames``
+        states which and why).
+
+        Raises:
+            UsageError: ``transport_id`` was never connected or was reported closed, or its
+                format has no decoder here (the adapter then decodes and calls ``receive``).
+        """
+        conn = self._registry.transports.get(transport_id)
+        if conn is None:
+            if transport_id not in self._registry.transports:
+                raise UsageError(f"unknown transport {transport_id!r}")
+            return self.tick(now=now)  # A released transport: its frames are ignored.
+        limits = self._config.codec_limits
+        try:
+            message = decode_frame(conn.format, frame, limits)
+        except ProtocolError as problem:
+            out: list[ServerCommand] = []
+            self._advance(now, out)
+            answer = refusal(frame, problem, limits)
+            out.append(Deliver(transport_ids=(transport_id,), message=answer))
+            return ServerOutput(tuple(out))
+        return self.receive(transport_id, message, now=now)
 
     def transport_closed(self, transport_id: TransportId, *, now: int) -> ServerOutput:
         """Report that ``transport_id`` ended (abruptly, or after a :class:`Disconnect`).
@@ -196,21 +246,25 @@ class Server:
             raise UsageError(f"unknown transport {transport_id!r}")
         conn = registry.transports.pop(transport_id)
         out: list[ServerCommand] = []
-        registry.advance(now, out)
+        self._advance(now, out)
         if conn is not None:
             self._lose_transport(conn)
-            registry.advance(now, out)
+            self._advance(now, out)
         return ServerOutput(tuple(out)) if out else EMPTY_OUTPUT
 
     def tick(self, *, now: int) -> ServerOutput:
-        """Fire every deadline up to ``now``: heartbeats, grace periods and ttls."""
+        """Fire every deadline up to ``now``: heartbeats, grace periods, ttls, SYNC pages."""
         out: list[ServerCommand] = []
-        self._registry.advance(now, out)
+        self._advance(now, out)
         return ServerOutput(tuple(out)) if out else EMPTY_OUTPUT
 
     def next_deadline(self) -> int | None:
         """Return the earliest time :meth:`tick` has work to do, or ``None``."""
-        return self._registry.next_deadline()
+        first = self._registry.next_deadline()
+        page = self._pager.next_deadline()
+        if page is None:
+            return first
+        return page if first is None or page < first else first
 
     def resync(self, channel: str, *, now: int) -> ServerOutput:
         """Send a fresh SYNC of ``channel`` to every attached presence subscriber (RTP18).
@@ -218,12 +272,12 @@ class Server:
         An empty member set still gets one (empty, final) page, so clients drop stale members.
         """
         out: list[ServerCommand] = []
-        self._registry.advance(now, out)
+        self._advance(now, out)
         chan = self._channels.by_name.get(channel)
         if chan is not None:
             recipients = chan.presence_to()
             if recipients:
-                self._channels.sync(chan, recipients, out, empty_page=True)
+                self._channels.sync(chan, recipients, self._registry.clock, out, empty_page=True)
         return ServerOutput(tuple(out)) if out else EMPTY_OUTPUT
 
     def members(self, channel: str) -> tuple[PresenceMessage, ...]:
@@ -248,6 +302,20 @@ class Server:
 
     # --- composition --------------------------------------------------------------------
 
+    def _advance(self, now: int, out: list[ServerCommand]) -> None:
+        """Move the clock to ``now`` and do what is due: deadlines, then SYNC pages."""
+        registry = self._registry
+        registry.advance(now, out)
+        if self._pager.paced:
+            pages: list[Deliver] = []
+            self._pager.due(registry.clock, self._syncing, pages)
+            out.extend(pages)
+
+    def _syncing(self, channel: str, transport_id: TransportId) -> bool:
+        """Whether ``transport_id`` still carries a connection attached to ``channel``."""
+        conn = self._registry.transports.get(transport_id)
+        return conn is not None and conn.transport == transport_id and channel in conn.channels
+
     def _random_hex(self, size: int) -> str:
         """The one entropy stream every id comes from, so a seeded run is reproducible."""
         raw = self._entropy(size)
@@ -260,8 +328,15 @@ class Server:
         self._channels.detach_all(conn, self._registry.clock, out)
         undo_presence(conn.inbound)
 
+    def _end_hold(self, conn: Connection, out: list[ServerCommand]) -> None:
+        """A recovered connection's channels not attached again since are detached (RTN16)."""
+        backlog = conn.backlog
+        for name in sorted(backlog.channels) if backlog is not None else ():
+            self._channels.detach(conn, name, self._registry.clock, out)
+
     def _lose_transport(self, conn: Connection) -> None:
         self._registry.lose_transport(conn)
+        hold_all(conn)
         self._channels.invalidate(conn)
 
     # --- frame handlers -------------------------------------------------------------------
@@ -279,12 +354,21 @@ class Server:
     def _on_close(
         self, conn: Connection, tid: TransportId, msg: ProtocolMessage, out: list[ServerCommand]
     ) -> None:
-        registry = self._registry
-        registry.close(conn, tid)
         closed = ProtocolMessage(action=ProtocolAction.CLOSED)
         out.append(Deliver(transport_ids=(tid,), message=closed))
-        out.append(Disconnect(transport_id=tid))
-        # Removed for good, with immediate leaves.
+        self._end(conn, tid, None, out)
+
+    def _end(
+        self,
+        conn: Connection,
+        tid: TransportId,
+        reason: ErrorInfo | None,
+        out: list[ServerCommand],
+    ) -> None:
+        """Drop ``conn`` and its transport for good, its members leaving at once."""
+        registry = self._registry
+        registry.close(conn, tid)
+        out.append(Disconnect(transport_id=tid, reason=reason))
         self._channels.detach_all(conn, registry.clock, out)
         registry.forget(conn)
 
@@ -295,6 +379,24 @@ class Server:
         self._registry.release(tid)
         self._lose_transport(conn)
         out.append(Disconnect(transport_id=tid))
+
+    def _on_auth(
+        self, conn: Connection, tid: TransportId, msg: ProtocolMessage, out: list[ServerCommand]
+    ) -> None:
+        # RTC8a: a new token on a live connection.  Accepted, it replaces the grant, narrows
+        # the modes of existing attachments to its capability, and is answered with CONNECTED
+        # (the same id and key).  Refused, the client's connection fails (RTC8a2), so the
+        # server ends it at once, as a CLOSE does, rather than keep its members as ghosts.
+        grant = self._auth.reauthorize(msg.auth, conn.client_id)
+        if isinstance(grant, ErrorInfo):
+            out.append(Deliver(transport_ids=(tid,), message=error_frame(grant)))
+            self._end(conn, tid, grant, out)
+            return
+        conn.grant = grant
+        for name, modes in conn.channels.items():
+            conn.channels[name] = modes & capability_modes(grant.capability, name)
+        self._channels.invalidate(conn)
+        out.append(Deliver(transport_ids=(tid,), message=self._connected(conn, None)))
 
     def _on_attach(
         self, conn: Connection, tid: TransportId, msg: ProtocolMessage, out: list[ServerCommand]
@@ -314,10 +416,13 @@ class Server:
             out.append(Deliver(transport_ids=(tid,), message=error_frame(reason, name)))
             return
         modes = granted_modes(allowed, msg.flags)
+        held, lost = release(conn, name)
+        if conn.backlog is None and conn.deadline is not None:
+            self._registry.hold_until(conn, None)  # Every recovered channel is attached again.
         chan = self._channels.attach(conn, name, modes)
         subscribed = bool(modes & ChannelMode.PRESENCE_SUBSCRIBE)
         flags = modes
-        if resumed:
+        if resumed and lost is None:
             flags |= Flag.RESUMED
         if subscribed and chan.member_count:
             flags |= Flag.HAS_PRESENCE
@@ -330,10 +435,13 @@ class Server:
             flags=int(flags),
             channel_serial=f"{name}@{chan.serial}",
             params=params,
+            error=lost,
         )
         out.append(Deliver(transport_ids=(tid,), message=attached))
+        # RTN15c6: what was published while the connection was away, now that it can be taken.
+        out.extend(Deliver(transport_ids=(tid,), message=frame) for frame in held)
         if flags & Flag.HAS_PRESENCE:
-            self._channels.sync(chan, (tid,), out)
+            self._channels.sync(chan, (tid,), self._registry.clock, out)
 
     def _on_detach(
         self, conn: Connection, tid: TransportId, msg: ProtocolMessage, out: list[ServerCommand]
@@ -353,7 +461,9 @@ class Server:
         modes = conn.channels.get(name) if name else None
         if name and modes is not None and modes & ChannelMode.PRESENCE_SUBSCRIBE:
             channels = self._channels
-            channels.sync(channels.by_name[name], (tid,), out, empty_page=True)
+            channels.sync(
+                channels.by_name[name], (tid,), self._registry.clock, out, empty_page=True
+            )
 
     def _on_presence(
         self, conn: Connection, tid: TransportId, msg: ProtocolMessage, out: list[ServerCommand]
@@ -422,7 +532,7 @@ class Server:
             return
         clock = self._registry.clock
         try:
-            chan, client_ids = self._check_messages(conn, msg, clock)
+            chan, client_ids, size = self._check_messages(conn, msg, clock)
         except Reject as reject:
             remember(conn.inbound, tid, serial, nack(serial, reject.error), out)
             return
@@ -432,6 +542,13 @@ class Server:
             recipients = tuple(t for t in recipients if t != tid)
         if recipients:
             out.append(Deliver(transport_ids=recipients, message=frame))
+        holders = chan.held_by()
+        if holders:
+            config = self._config
+            if not conn.echo:
+                holders = tuple(c for c in holders if c is not conn)
+            max_frames, max_bytes = config.resume_backlog_messages, config.resume_backlog_bytes
+            hold(holders, chan.name, frame, size, max_frames=max_frames, max_bytes=max_bytes)
         serials = [m.serial for m in frame.messages or ()]
         result = ProtocolMessage(
             action=ProtocolAction.ACK, msg_serial=serial, count=1, res=({"serials": serials},)
@@ -440,29 +557,31 @@ class Server:
 
     def _check_messages(
         self, conn: Connection, msg: ProtocolMessage, clock: int
-    ) -> tuple[Channel, list[str | None]]:
-        """Validate a whole MESSAGE frame; return its channel and the items' clientIds."""
+    ) -> tuple[Channel, list[str | None], int]:
+        """Validate a whole MESSAGE frame; return its channel, the items' clientIds and size."""
         name = _attached_channel(conn, msg, "MESSAGE", ChannelMode.PUBLISH, "publish")
         items = msg.messages
         if not items:
             raise Reject(error(40000, 400, "MESSAGE without messages"))
         limit = self._config.max_message_size
         resolved: list[str | None] = []
+        total = 0
         for item in items:
             client_id = acting_client_id(conn.client_id, conn.grant, item.client_id)
             size = message_size(item.data, item.extras, client_id) + payload_size(item.name)
             if size > limit:
                 raise Reject(error(40009, 413, f"Message exceeds {limit} bytes"))
             resolved.append(client_id)
+            total += size
         self._inbound.take_allowance(conn.inbound, len(items), clock)
-        return self._channels.by_name[name], resolved
+        return self._channels.by_name[name], resolved, total
 
 
 _Handler: TypeAlias = Callable[
     [Server, Connection, TransportId, ProtocolMessage, list[ServerCommand]], None
 ]
 
-#: Dispatch by protocol action; anything else (CONNECT, AUTH, unknown actions) is ignored.
+#: Dispatch by protocol action; anything else (CONNECT, unknown actions) is ignored.
 _HANDLERS: Final[Mapping[int, _Handler]] = types.MappingProxyType(
     {
         ProtocolAction.HEARTBEAT: Server._on_heartbeat,
@@ -471,6 +590,7 @@ _HANDLERS: Final[Mapping[int, _Handler]] = types.MappingProxyType(
         ProtocolAction.ATTACH: Server._on_attach,
         ProtocolAction.DETACH: Server._on_detach,
         ProtocolAction.SYNC: Server._on_sync,
+        ProtocolAction.AUTH: Server._on_auth,
         ProtocolAction.PRESENCE: Server._on_presence,
         ProtocolAction.MESSAGE: Server._on_message,
     }

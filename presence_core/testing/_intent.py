@@ -18,7 +18,11 @@ world that follows from what it asked for.  Three things are checked, for every 
    lost or misapplied change.  A room without ``subscribe`` receives only its own
    connection's presence (RTP17a), so there ``get()`` equals the members the server holds
    for the client's current connection: a client must not report itself absent while the
-   server and its peers still have it, nor present when they do not.
+   server and its peers still have it, nor present when they do not.  After a process
+   restart, or once the room has failed, such a room only has to hold a subset of them: the
+   server may hold members the client no longer knows of (ones the old process entered, or
+   a resend applied after a re-attach that crossed the failure), and tells it nothing about
+   them (RTP17a echoes only new presence).
 
 3. Its intents hold on the server.  For every (room, clientId) the client acted for, the
    latest *settled* operation decides what the server must hold on the client's current
@@ -40,8 +44,20 @@ world that follows from what it asked for.  Three things are checked, for every 
    which the client learnt the results (ACKs and NACKs come back on one connection in the
    order the server applied the frames).  A result for an operation issued before a
    ``detach()`` does not count, whenever it arrives: the detach came later and decides.  A
-   DETACHED the client did not ask for (connection closed) also makes its members absent.
+   DETACHED or FAILED the client did not ask for (its connection closed or failed, or the
+   server failed the channel) also makes its members absent: the server removed them.
    Automatic re-entries are the library's doing, not an intent, and are not tracked.
+
+   A client whose process restarts (:class:`~presence_core.testing.Restart`) loses what the
+   old process had not settled: those operations, and the members of a room it was
+   detaching, are uncertain.  What it had settled is absent if it had no connection to
+   recover.  Otherwise the new process learns from each room's first ATTACHED: with RESUMED
+   the server kept the attachment and its members, so the settled intents hold; without it
+   the server had removed them, and the new process, which does not know them, cannot enter
+   them again, so they are absent.  For a client without ``subscribe``, which never sees its
+   own members again and so could not re-enter them after a later loss, they are uncertain
+   instead of holding.  The new process starts with no events, so its event-built view
+   starts empty.
 
 A client whose connection is not CONNECTED once quiet fails the check outright.
 """
@@ -105,7 +121,16 @@ class _Barrier:
 class _ClientIntent:
     """One client's intents and its event-built view."""
 
-    __slots__ = ("barriers", "expected", "issued", "view")
+    __slots__ = (
+        "barriers",
+        "blind",
+        "expected",
+        "issued",
+        "recovering",
+        "restarted",
+        "subscribed",
+        "view",
+    )
 
     def __init__(self) -> None:
         #: channel -> (connectionId, clientId) -> data, built from the client's own events.
@@ -115,6 +140,14 @@ class _ClientIntent:
         #: (channel, acting clientId) -> (what the server must hold, data).
         self.expected: dict[tuple[str, str | None], tuple[str, Any]] = {}
         self.barriers: dict[str, _Barrier] = {}
+        #: The client's process was restarted at least once.
+        self.restarted = False
+        #: Channels whose room has failed at least once (point 2).
+        self.blind: set[str] = set()
+        #: channel -> what the old process had settled there, decided by the new process's
+        #: first ATTACHED of the channel (point 3); with ``subscribed`` false it is uncertain.
+        self.recovering: dict[str, dict[str | None, tuple[str, Any]]] = {}
+        self.subscribed = True
 
     def barrier(self, channel: str) -> _Barrier:
         barrier = self.barriers.get(channel)
@@ -161,6 +194,35 @@ class IntentModel:
                 intent.expected[(channel, acting)] = (_GONE, None)
         self._expect_all(intent, channel, _GONE)
 
+    def restarted(
+        self, client: str, *, recovering: bool, subscribed: bool, detaching: Iterable[str]
+    ) -> None:
+        """``client``'s process died; a new one starts (see point 3 of the module docs).
+
+        ``recovering``: the new process has the old one's recovery key; ``subscribed``: its
+        rooms have ``subscribe``; ``detaching`` names the channels whose detach was in flight.
+        """
+        intent = self._clients[client]
+        for (channel, _), (acting, _, _) in intent.issued.items():
+            intent.expected[(channel, acting)] = (_UNKNOWN, None)
+        for channel in detaching:
+            self._expect_all(intent, channel, _UNKNOWN)
+        intent.issued.clear()
+        # The new process numbers its operations from 1 again.
+        intent.barriers.clear()
+        intent.view.clear()
+        intent.restarted = True
+        intent.subscribed = subscribed
+        expected = intent.expected
+        for (channel, acting), value in expected.items():
+            if recovering:
+                saved = intent.recovering.setdefault(channel, {})
+                if value[0] != _UNKNOWN or acting not in saved:
+                    saved[acting] = value
+                expected[(channel, acting)] = (_UNKNOWN, None)  # until the first ATTACHED
+            else:
+                expected[(channel, acting)] = (_GONE, None)
+
     # --- what clients learn ---------------------------------------------------------------
 
     def settle(self, client: str, op: Operation, *, ok: bool) -> bool:
@@ -192,10 +254,13 @@ class IntentModel:
         view = intent.view.setdefault(channel, {})
         for event in batch.events:
             if isinstance(event, ChannelStateChanged):
+                if event.current is ChannelState.ATTACHED and channel in intent.recovering:
+                    self._recovered(intent, channel, resumed=event.resumed)
+                if event.current is ChannelState.FAILED:
+                    intent.blind.add(channel)
                 if event.current in _CLEARED:
                     view.clear()  # RTP5a: the members are dropped without events
-                    if event.current is ChannelState.DETACHED:
-                        self._expect_all(intent, channel, _GONE)  # the server removed them there
+                    self._expect_all(intent, channel, _GONE)  # the server removed them there
                 elif (
                     event.previous is ChannelState.DETACHING
                     and event.reason is not None
@@ -216,6 +281,19 @@ class IntentModel:
                 self._violations.append(f"{client}: an ABSENT event in {channel}")
             else:
                 view[key] = event.data
+
+    @staticmethod
+    def _recovered(intent: _ClientIntent, channel: str, *, resumed: bool) -> None:
+        """A restarted process's first ATTACHED of ``channel``: RESUMED decides (point 3)."""
+        for acting, value in intent.recovering.pop(channel).items():
+            if (channel, acting) not in intent.expected or intent.expected[(channel, acting)][
+                0
+            ] != _UNKNOWN:
+                continue  # a new operation of the new process has decided it since
+            if not resumed:
+                intent.expected[(channel, acting)] = (_GONE, None)
+            elif intent.subscribed:
+                intent.expected[(channel, acting)] = value
 
     @staticmethod
     def _expect_all(intent: _ClientIntent, channel: str, state: str) -> None:
@@ -254,7 +332,11 @@ class IntentModel:
                         for m in server.members(channel)
                         if presence.options.subscribe or m.connection_id == conn_id
                     )
-                    if mine != theirs:
+                    # A restarted process is not told what the old one entered (point 2).
+                    blind = (
+                        intent.restarted or channel in intent.blind
+                    ) and not presence.options.subscribe
+                    if not (set(mine) <= set(theirs) if blind else mine == theirs):
                         problems.append(
                             f"{name}: get() in {channel} is {mine}, the server has {theirs}"
                         )

@@ -8,7 +8,7 @@ earlier frame on the same link.  Every frame crosses as JSON text made by
 :func:`~presence_core.encode_text` and parsed by :func:`~presence_core.decode` (a broadcast is
 encoded once), so the wire format is exercised end to end.
 
-A link ends in one of three ways:
+A link ends in one of these ways:
 
 * the client closes it (``CloseTransport``): frames it already sent still arrive, then the
   server learns the transport is gone;
@@ -17,7 +17,16 @@ A link ends in one of three ways:
 * the network cuts it (a :class:`~presence_core.testing.DropTransport` or
   :class:`~presence_core.testing.Partition` fault): frames in flight are lost, the server's end
   closes at once, and the client learns at once unless the partition is silent.  While a client
-  is partitioned, every new link it opens fails after one latency.
+  is partitioned, every new link it opens fails after one latency.  A drop with
+  ``sent_arrive`` loses only the frames to the client: those it sent still arrive first;
+* it goes half-open (:class:`~presence_core.testing.HalfOpen`): nothing arrives any more,
+  neither end is told, and the server's end breaks some time later;
+* the client's process dies (:class:`~presence_core.testing.Restart`) or the server's does
+  (:class:`~presence_core.testing.ServerRestart`): frames in flight are lost and the other end
+  is told at once.
+
+While a :class:`~presence_core.testing.Lag` holds for a client, each of its frames takes an
+extra heavy-tailed latency, drawn from the same seeded generator.
 
 :meth:`Network.close_at_server` answers true exactly once per link that reached
 ``Server.connect``, so every ``Server.connect`` is paired with exactly one
@@ -55,6 +64,8 @@ SCHEDULED: Final = 6  # a schedule event (operation or fault)
 START: Final = 7  # a client connects and attaches its rooms
 
 _QueueItem: TypeAlias = tuple[int, int, int, Any]
+# The longest extra delay a Lag gives one frame.
+_MAX_LAG: Final = 60_000
 
 
 class EventQueue:
@@ -149,10 +160,18 @@ class Network:
         self._current: dict[str, Link] = {}
         #: client name -> the virtual time its partition ends.
         self._partitioned_until: dict[str, int] = {}
+        #: client name -> (the virtual time its lag ends, the lag's scale in ms).
+        self._lag: dict[str, tuple[int, int]] = {}
 
-    def _latency_draw(self) -> int:
+    def _latency_draw(self, client: str | None = None, now: int = 0) -> int:
         low, high = self._latency
-        return self._rng.randint(low, high)
+        delay = self._rng.randint(low, high)
+        lag = self._lag.get(client) if client is not None else None
+        if lag is not None and now < lag[0]:
+            # Shape 1.5: a finite mean and a long tail, as latency on a congested path has.
+            extra = int(lag[1] * (self._rng.paretovariate(1.5) - 1.0))
+            delay += min(extra, _MAX_LAG)
+        return delay
 
     # --- what clients do --------------------------------------------------------------------
 
@@ -172,7 +191,7 @@ class Network:
         link = Link(next(self._tids), client, client_tid, now)
         self._links[link.tid] = link
         self._current[client] = link
-        delay = self._latency_draw()
+        delay = self._latency_draw(client, now)
         if now < self._partitioned_until.get(client, 0):
             link.cut = True
             link.server_state = CLOSED
@@ -189,7 +208,7 @@ class Network:
             self._stats["frames_without_transport"] += 1
             return
         text = encode_text(message)
-        at = max(now + self._latency_draw(), link.last_up)
+        at = max(now + self._latency_draw(client, now), link.last_up)
         link.last_up = at
         self._stats["frames_up"] += 1
         self._queue.push(at, UP, (link, text))
@@ -211,7 +230,7 @@ class Network:
         text = encode_text(message)
         for tid in transport_ids:
             link = self._links[tid]
-            at = max(now + self._latency_draw(), link.last_down)
+            at = max(now + self._latency_draw(link.client, now), link.last_down)
             link.last_down = at
             self._stats["frames_down"] += 1
             self._queue.push(at, DOWN, (link, text))
@@ -240,6 +259,49 @@ class Network:
     def partition(self, client: str, until: int) -> None:
         """``client`` has no network until virtual time ``until``: its new links fail."""
         self._partitioned_until[client] = max(self._partitioned_until.get(client, 0), until)
+
+    def lag(self, client: str, until: int, scale: int) -> None:
+        """``client``'s frames take an extra heavy-tailed latency until ``until``."""
+        self._lag[client] = (until, scale)
+
+    def drop_after_sent(self, client: str, now: int) -> Link | None:
+        """Break ``client``'s transport, letting the frames it already sent arrive first.
+
+        The server's end closes once they have arrived; the caller tells the client.
+        """
+        link = self._current.get(client)
+        if link is not None:
+            self._queue.push(max(now, link.last_up), SERVER_LOST, link)
+        return link
+
+    def half_open(self, client: str, breaks_at: int) -> None:
+        """``client``'s transport stops delivering; its server end breaks at ``breaks_at``."""
+        link = self._current.get(client)
+        if link is not None:
+            link.cut = True
+            self._queue.push(breaks_at, SERVER_LOST, link)
+
+    def abandon(self, client: str) -> Link | None:
+        """``client``'s process died: its transport is cut, and the client end forgotten.
+
+        The caller closes the server's end.
+        """
+        link = self._current.pop(client, None)
+        if link is not None:
+            link.cut = True
+            link.client_current = False
+        return link
+
+    def server_restart(self) -> list[Link]:
+        """The server's process died: every link is cut and its server end gone, untold.
+
+        Returns the links their clients still treat as current, for the caller to tell them.
+        """
+        for link in self._links.values():
+            if link.server_state != CLOSED:
+                link.cut = True
+                link.server_state = CLOSED
+        return list(self._current.values())
 
     # --- arrivals: whether the other end hears of it ------------------------------------------
 

@@ -16,6 +16,8 @@ and each client's jitter source (RTB1b).
 
 Both kinds of reducer are ticked at their ``next_deadline()``: each call re-arms a tick event
 for its target when the deadline changed, and a popped tick fires only if the deadline is due.
+A client's clock may be stepped (:class:`~presence_core.testing.ClockStep`): it is given
+virtual time plus its offset, and its deadlines are armed at the virtual time they stand for.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from presence_core._output import (
     Send,
 )
 from presence_core._presence_set import PresenceMember, PresenceSet
-from presence_core._wire import PresenceMessage, ProtocolAction
+from presence_core._wire import ErrorInfo, PresenceMessage, ProtocolAction, ProtocolMessage
 from presence_core.server import (
     Deliver,
     Disconnect,
@@ -67,14 +69,23 @@ from presence_core.testing._network import (
 from presence_core.testing._schedule import (
     SIMULATION_KEY,
     Attach,
+    ChannelFailure,
     ClientSpec,
+    ClockStep,
+    Close,
+    ConnectionFailure,
     Detach,
     DropTransport,
     Enter,
+    HalfOpen,
+    Lag,
     Leave,
     Partition,
+    Restart,
     Resync,
     ScheduleEvent,
+    ServerDetach,
+    ServerRestart,
     Update,
 )
 from presence_core.testing._transcript import (
@@ -99,7 +110,11 @@ EPOCH: Final = 1_700_000_000_000
 #: The server settings a :class:`Simulation` uses by default: the server's defaults, limits
 #: included (15 s grace, 120 s connectionStateTtl, 50 messages per second per connection, 64 KiB
 #: messages), and the :data:`SIMULATION_KEY`.  Clients must live within those limits (D10).
-SIMULATION_CONFIG: Final = ServerConfig(keys=(SIMULATION_KEY,))
+#: Only its SYNCs differ: one member a page, 250 ms apart, so that live PRESENCE comes
+#: between the pages of a sync and a new sync can restart one midway (D1-D3 end to end).
+SIMULATION_CONFIG: Final = ServerConfig(
+    keys=(SIMULATION_KEY,), sync_page_size=1, sync_page_interval=250
+)
 
 
 class SimulationError(Exception):
@@ -114,6 +129,23 @@ _STABLE_ROOM: Final = frozenset(
 )
 
 _OPERATION_CALLS: Final = {Enter: "enter", Update: "update", Leave: "leave"}
+_SYNC_ACTIONS: Final = (ProtocolAction.PRESENCE, ProtocolAction.SYNC)
+# Rooms a client attaches again when it reopens or restarts: those it meant to have attached.
+_WANTED_ROOM: Final = frozenset({ChannelState.ATTACHED, ChannelState.ATTACHING})
+_CHAT_SUFFIX: Final = Server.channel_for_room("")
+# The error of the channel and connection failures the server is made to cause.
+_SERVER_FAILURE: Final = ErrorInfo(code=50000, status_code=500, message="simulated server failure")
+
+
+class _Reattach:
+    """The application attaches ``room`` again after the server failed it (internal event)."""
+
+    __slots__ = ("client", "process", "room")
+
+    def __init__(self, client: SimulatedClient, room: str) -> None:
+        self.client = client
+        self.room = room
+        self.process = client._process
 
 
 class SimulatedClient:
@@ -122,16 +154,34 @@ class SimulatedClient:
     Obtained from :meth:`Simulation.client`; read-only.
     """
 
-    __slots__ = ("_awaiting_attach", "_channels", "_events", "_spec", "connection")
+    __slots__ = (
+        "_after_failure",
+        "_awaiting_attach",
+        "_down",
+        "_events",
+        "_offset",
+        "_process",
+        "_spec",
+        "connection",
+    )
 
     def __init__(self, spec: ClientSpec, settings: ConnectionSettings, seed: int) -> None:
         self._spec = spec
-        #: The client's connection reducer (query it; do not call its inputs directly).
+        #: The client's connection reducer (query it; do not call its inputs directly).  A
+        #: restart replaces it with the new process's.
         self.connection = new_connection(spec, settings, seed)
         self._events: list[tuple[int, Event]] = []
-        self._channels: set[str] = set()
         #: A resume kept the connectionId, so the next ATTACHED tells whether the room resumed.
         self._awaiting_attach = False
+        #: How far the client's clock is from virtual time, in ms.
+        self._offset = 0
+        #: The number of the client's process: 0, then one more per restart.
+        self._process = 0
+        #: Between a restart and the new process's start there is no process to act.
+        self._down = False
+        #: What the application does once it sees a failure the server was made to cause:
+        #: channel (``None`` for the connection) -> (after how many ms, the rooms to attach).
+        self._after_failure: dict[str | None, tuple[int, tuple[str, ...]]] = {}
 
     @property
     def name(self) -> str:
@@ -230,8 +280,12 @@ class Simulation:
         self._intents = IntentModel(self._clients)
         self._now = EPOCH
         self._armed: dict[SimulatedClient | None, int] = {}
+        # (connectionId, msgSerial) of every numbered frame the server received.
+        self._numbered: set[tuple[str, int]] = set()
+        # (client, channel) -> the id of the latest SYNC it was sent there.
+        self._sync_ids: dict[tuple[str, str], str] = {}
         for client in self._clients.values():
-            self._queue.push(EPOCH, START, client)
+            self._queue.push(EPOCH, START, (client, client.spec.rooms, 0))
 
     # --- public API ------------------------------------------------------------------------
 
@@ -299,7 +353,7 @@ class Simulation:
         """
         batch = list(events)
         for event in batch:
-            if not isinstance(event, Resync) and event.client not in self._clients:
+            if not isinstance(event, Resync | ServerRestart) and event.client not in self._clients:
                 raise UsageError(f"{event!r} names an unknown client")
         for event in sorted(batch, key=lambda e: e.at):
             self._queue.push(EPOCH + event.at, SCHEDULED, event)
@@ -383,7 +437,7 @@ class Simulation:
         elif kind == SERVER_LOST:
             self._on_server_lost(payload)
         else:
-            self._on_start(payload)
+            self._on_start(*payload)
 
     def _unsettled(self) -> str:
         """Why the run is not settled yet (see :meth:`run_until_quiet`); empty when it is."""
@@ -422,12 +476,17 @@ class Simulation:
     def _client_call(
         self, client: SimulatedClient, call: str, *args: Any
     ) -> Output | Refused | None:
-        out = self._recorder.client(client.name, client.connection, call, args, self._now)
+        now = self._now + client._offset
+        out = self._recorder.client(client.name, client.connection, call, args, now)
         self._arm(client, client.connection.next_deadline())
         return out
 
     def _arm(self, target: SimulatedClient | None, deadline: int | None) -> None:
-        if deadline is not None and self._armed.get(target) != deadline:
+        if deadline is None:
+            return
+        if target is not None:
+            deadline -= target._offset  # the virtual time the client's deadline stands for
+        if self._armed.get(target) != deadline:
             self._armed[target] = deadline
             self._queue.push(deadline, TICK, target)
 
@@ -442,6 +501,7 @@ class Simulation:
             self._server_call("tick")
             after = self._server.next_deadline()
         else:
+            now += target._offset
             deadline = target.connection.next_deadline()
             if deadline is None or deadline > now:
                 return
@@ -453,17 +513,26 @@ class Simulation:
 
     # --- client side -----------------------------------------------------------------------
 
-    def _on_start(self, client: SimulatedClient) -> None:
+    def _on_start(self, client: SimulatedClient, rooms: Iterable[str], process: int) -> None:
+        if process != client._process:
+            return  # a reopen the process that asked for it did not live to see
+        client._down = False
         self._client_output(client, self._client_call(client, "connect"))
-        for room in client.spec.rooms:
+        for room in rooms:
             self._attach(client, room)
+
+    def _wanted_rooms(self, client: SimulatedClient) -> tuple[str, ...]:
+        """The rooms (by room name) ``client`` has attached or attaching now."""
+        return tuple(
+            channel.removesuffix(_CHAT_SUFFIX)
+            for channel, presence in client.connection.rooms.items()
+            if presence.state in _WANTED_ROOM
+        )
 
     def _ensure_room(self, client: SimulatedClient, room: str) -> str:
         channel = Server.channel_for_room(room)
-        if channel not in client._channels:
-            client._channels.add(channel)
-            if channel not in client.connection.rooms:
-                self._client_call(client, "room", channel, client.spec.room_options)
+        if channel not in client.connection.rooms:
+            self._client_call(client, "room", channel, client.spec.room_options)
         return channel
 
     def _client_output(self, client: SimulatedClient, out: Output | Refused | None) -> None:
@@ -474,6 +543,14 @@ class Simulation:
         name = client.name
         for event in out.events:
             client._events.append((now, event))
+            if client._after_failure and (
+                isinstance(event, ChannelEvents)
+                or (
+                    isinstance(event, ConnectionStateChanged)
+                    and event.current is ConnectionState.FAILED
+                )
+            ):
+                _recover_from_failure(self._queue, self._now, client, event)
             if isinstance(event, ChannelEvents):
                 self._intents.observe(name, event, elapsed=now - EPOCH)
                 if client._awaiting_attach:
@@ -511,6 +588,8 @@ class Simulation:
         if message is None:
             return
         client = self._clients[link.client]
+        if message.action in _SYNC_ACTIONS:
+            _count_sync_overlap(self._stats, self._sync_ids, client, message)
         was = client.connection.connection_id
         out = self._client_call(client, "receive", message, link.client_tid)
         if message.action == ProtocolAction.CONNECTED and isinstance(out, Output):
@@ -542,8 +621,16 @@ class Simulation:
 
     def _on_up(self, link: Link, text: str) -> None:
         message = self._network.arrive_up(link, text)
-        if message is not None:
-            self._server_call("receive", link.tid, message)
+        if message is None:
+            return
+        if message.msg_serial is not None:
+            info = self._server.connection_for(link.tid)
+            if info is not None:
+                key = (info.connection_id, message.msg_serial)
+                if key in self._numbered:
+                    self._stats["duplicate_frames"] += 1  # a resend the server must drop
+                self._numbered.add(key)
+        self._server_call("receive", link.tid, message)
 
     def _on_server_lost(self, link: Link) -> None:
         if self._network.close_at_server(link):
@@ -557,16 +644,52 @@ class Simulation:
 
     # --- schedule events -------------------------------------------------------------------
 
-    def _on_scheduled(self, event: ScheduleEvent) -> None:
+    def _on_scheduled(self, event: ScheduleEvent | _Reattach) -> None:
+        if isinstance(event, _Reattach):
+            if event.client._process == event.process and not event.client._down:
+                self._attach(event.client, event.room)
+            return
         if isinstance(event, Resync):
             self._stats["resyncs"] += 1
             self._server_call("resync", Server.channel_for_room(event.room))
+            if event.restart_after is not None:
+                again = Resync(at=event.at + event.restart_after, room=event.room)
+                self._queue.push(self._now + event.restart_after, SCHEDULED, again)
+            return
+        if isinstance(event, ServerRestart):
+            self._restart_server()
             return
         client = self._clients[event.client]
+        network = self._network
+        if client._down and not isinstance(event, Lag):
+            self._stats["events_while_down"] += 1  # its process is not running: nothing to do
+            return
         if isinstance(event, DropTransport):
-            if self._network.current(client.name) is not None:
-                self._stats["transport_drops"] += 1
+            if network.current(client.name) is None:
+                return
+            self._stats["transport_drops"] += 1
+            if event.sent_arrive:
+                self._stats["drops_after_sent"] += 1
+                link = network.drop_after_sent(client.name, self._now)
+                if link is not None:
+                    self._on_client_lost(link)
+            else:
                 self._cut(client, notify_client=True)
+        elif isinstance(event, HalfOpen):
+            if network.working(client.name):
+                self._stats["half_opens"] += 1
+                network.half_open(client.name, self._now + event.breaks_after)
+        elif isinstance(event, Lag):
+            self._stats["lags"] += 1
+            network.lag(client.name, self._now + event.duration, event.scale)
+        elif isinstance(event, ClockStep):
+            self._stats["clock_steps"] += 1
+            client._offset += event.step
+            self._arm(client, client.connection.next_deadline())
+        elif isinstance(event, Close):
+            self._close(client, event.reopen_after)
+        elif isinstance(event, Restart):
+            self._restart(client, event.down_for)
         elif isinstance(event, Partition):
             self._stats["partitions"] += 1
             self._network.partition(client.name, self._now + event.duration)
@@ -575,8 +698,41 @@ class Simulation:
             self._operation(client, event)
         elif isinstance(event, Attach):
             self._attach(client, event.room)
-        else:
+        elif isinstance(event, Detach):
             self._detach(client, event)
+        else:
+            self._server_initiative(client, event)
+
+    def _server_initiative(
+        self, client: SimulatedClient, event: ServerDetach | ChannelFailure | ConnectionFailure
+    ) -> None:
+        """The server detaches or fails a channel, or fails the connection, of ``client``.
+
+        Only a connection the server still has, on a working transport, is hit.  After a
+        failure the application attaches (or connects) again, as an application would.
+        """
+        link = self._network.current(client.name)
+        if link is None or not self._network.working(client.name):
+            return
+        info = self._server.connection_for(link.tid)
+        if info is None:
+            return
+        conn_id = info.connection_id
+        if isinstance(event, ConnectionFailure):
+            self._stats["connection_failures"] += 1
+            client._after_failure[None] = (event.reconnect_after, self._wanted_rooms(client))
+            self._server_call("fail_connection", conn_id, _SERVER_FAILURE)
+            return
+        channel = Server.channel_for_room(event.room)
+        if channel not in client.connection.rooms:
+            return
+        if isinstance(event, ServerDetach):
+            self._stats["server_detaches"] += 1
+            self._server_call("detach_channel", conn_id, channel)
+        else:
+            self._stats["channel_failures"] += 1
+            client._after_failure[channel] = (event.reattach_after, (event.room,))
+            self._server_call("fail_channel", conn_id, channel, _SERVER_FAILURE)
 
     def _cut(self, client: SimulatedClient, *, notify_client: bool) -> None:
         link = self._network.cut(client.name)
@@ -584,6 +740,55 @@ class Simulation:
             return
         self._on_server_lost(link)
         if notify_client:
+            self._on_client_lost(link)
+
+    def _close(self, client: SimulatedClient, reopen_after: int) -> None:
+        """The application closes the connection, and connects again later (RTN12, RTN11)."""
+        self._stats["closes"] += 1
+        rooms = self._wanted_rooms(client)
+        self._client_output(client, self._client_call(client, "close"))
+        self._queue.push(self._now + reopen_after, START, (client, rooms, client._process))
+
+    def _restart(self, client: SimulatedClient, down_for: int) -> None:
+        """The client's process dies; a new one recovers its connection ``down_for`` ms later.
+
+        The intent model learns that the new process has the old one's recovery key, if any,
+        and which rooms were detaching (see :meth:`IntentModel.restarted`).
+        """
+        self._stats["restarts"] += 1
+        old = client.connection
+        rooms = self._wanted_rooms(client)
+        key = old.recovery_key
+        link = self._network.abandon(client.name)
+        if link is not None:
+            self._on_server_lost(link)
+        detaching = [
+            channel
+            for channel, presence in old.rooms.items()
+            if presence.state is ChannelState.DETACHING
+        ]
+        self._intents.restarted(
+            client.name,
+            recovering=key is not None,
+            subscribed=client.spec.room_options.subscribe,
+            detaching=detaching,
+        )
+        client._process += 1
+        client._awaiting_attach = False
+        client._down = True
+        now = self._now + client._offset
+        client.connection = self._recorder.restart_client(
+            client.spec, self._settings, key, client._process, now
+        )
+        self._queue.push(self._now + down_for, START, (client, rooms, client._process))
+
+    def _restart_server(self) -> None:
+        """The server restarts empty; every client is told its transport is gone."""
+        self._stats["server_restarts"] += 1
+        links = self._network.server_restart()
+        self._server = self._recorder.restart_server(self._config, self._now)
+        self._numbered.clear()
+        for link in links:
             self._on_client_lost(link)
 
     def _attach(self, client: SimulatedClient, room: str) -> None:
@@ -610,3 +815,47 @@ class Simulation:
         else:
             self._intents.detach_requested(client.name, channel)
         self._client_output(client, out)
+
+
+def _count_sync_overlap(
+    stats: Counter[str],
+    sync_ids: dict[tuple[str, str], str],
+    client: SimulatedClient,
+    message: ProtocolMessage,
+) -> None:
+    """Count live PRESENCE in the middle of a sync, and syncs restarted midway (RTP18a).
+
+    ``sync_ids`` holds, per (client, channel), the id of the latest SYNC sent there.
+    """
+    channel = message.channel
+    presence = client.connection.rooms.get(channel) if channel is not None else None
+    if presence is None or presence.state is not ChannelState.ATTACHED:
+        return
+    syncing = not presence.sync_complete
+    if message.action == ProtocolAction.PRESENCE:
+        if syncing:
+            stats["presence_during_sync"] += 1
+        return
+    key = (client.name, channel or "")
+    sync_id = (message.channel_serial or "").partition(":")[0]
+    if syncing and sync_ids.get(key) not in (None, sync_id):
+        stats["syncs_restarted"] += 1
+    sync_ids[key] = sync_id
+
+
+def _recover_from_failure(
+    queue: EventQueue, now: int, client: SimulatedClient, event: Event
+) -> None:
+    """The application saw a failure the server caused: it attaches or connects again."""
+    if isinstance(event, ConnectionStateChanged):
+        after = client._after_failure.pop(None, None)
+        if after is not None:
+            queue.push(now + after[0], START, (client, after[1], client._process))
+        return
+    assert isinstance(event, ChannelEvents)
+    for change in event.events:
+        if isinstance(change, ChannelStateChanged) and change.current is ChannelState.FAILED:
+            after = client._after_failure.pop(event.channel, None)
+            if after is not None:
+                (room,) = after[1]
+                queue.push(now + after[0], SCHEDULED, _Reattach(client, room))

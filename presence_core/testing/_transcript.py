@@ -13,6 +13,10 @@ The server's entropy comes from a generator seeded by the simulation's seed alon
 never reads global randomness; replay needs no generator for it.  Each client's jitter source
 (RTB1b) is a generator seeded by the seed and the client's name, which the transcript keeps,
 so replay rebuilds the same sources and they give the same values to the same calls.
+
+A process restart is an entry too (call ``restart``): for a client it names the recovery key
+the new process starts from, and replay builds that new connection; for the server, replay
+builds a new, empty server.
 """
 
 from __future__ import annotations
@@ -58,7 +62,7 @@ class TranscriptEntry:
     #: :data:`SERVER`, or the name of a client.
     target: str
     #: The method called (``receive``, ``connect``, ``tick``, ``enter`` ...; ``room`` creates a
-    #: room with the client's options).
+    #: room with the client's options; ``restart`` replaces the reducer with a new process's).
     call: str
     now: int
     #: The positional inputs: transport ids, query parameters, decoded frames, channels, data.
@@ -99,16 +103,34 @@ class ReplayMismatch(AssertionError):
 # --- the one path every reducer call takes -------------------------------------------------
 
 _CLIENT_OPS: Final = frozenset({"enter", "update", "leave", "attach", "detach"})
+#: The call that replaces a reducer with a new process's (see the module docs).
+RESTART: Final = "restart"
 
 
-def new_connection(spec: ClientSpec, settings: ConnectionSettings, seed: int) -> Connection:
+def new_connection(
+    spec: ClientSpec,
+    settings: ConnectionSettings,
+    seed: int,
+    *,
+    recover: str | None = None,
+    process: int = 0,
+) -> Connection:
     """The connection reducer of ``spec``, as both a run and its replay build it.
 
-    Its jitter source is a generator of its own, seeded by ``seed`` and the client's name, so
-    that one client's retries never shift another's draws.
+    Its jitter source is a generator of its own, seeded by ``seed``, the client's name and
+    the number of its ``process`` (0 at the start, then one more per restart), so that one
+    client's retries never shift another's draws.  ``recover`` is the recovery key a
+    restarted process continues from.
     """
-    jitter = random.Random(f"presence-core-simulator-jitter/{seed}/{spec.name}").random
-    return Connection(key=spec.key, client_id=spec.client_id, settings=settings, jitter=jitter)
+    label = f"presence-core-simulator-jitter/{seed}/{spec.name}"
+    jitter = random.Random(label if not process else f"{label}/{process}").random
+    return Connection(
+        key=spec.key,
+        client_id=spec.client_id,
+        settings=settings,
+        jitter=jitter,
+        recover=recover,
+    )
 
 
 def call_server(server: Server, call: str, args: tuple[Any, ...], now: int) -> ServerOutput:
@@ -123,6 +145,12 @@ def call_server(server: Server, call: str, args: tuple[Any, ...], now: int) -> S
         return server.transport_closed(args[0], now=now)
     if call == "resync":
         return server.resync(args[0], now=now)
+    if call == "detach_channel":
+        return server.detach_channel(args[0], args[1], now=now)
+    if call == "fail_channel":
+        return server.fail_channel(args[0], args[1], args[2], now=now)
+    if call == "fail_connection":
+        return server.fail_connection(args[0], args[1], now=now)
     raise UsageError(f"unknown server call {call!r}")
 
 
@@ -136,6 +164,8 @@ def call_client(
         return conn.tick(now=now)
     if call == "connect":
         return conn.connect(now=now)
+    if call == "close":
+        return conn.close(now=now)
     if call == "transport_closed":
         return conn.transport_closed(transport_id=args[0], now=now)
     if call == "room":
@@ -215,6 +245,27 @@ class Recorder:
             )
         return out
 
+    def restart_server(self, config: ServerConfig, now: int) -> Server:
+        """A new, empty server after a restart, recorded."""
+        if self._entries is not None:
+            self._entries.append(TranscriptEntry(target=SERVER, call=RESTART, now=now, args=()))
+        return Server(config, self.entropy)
+
+    def restart_client(
+        self,
+        spec: ClientSpec,
+        settings: ConnectionSettings,
+        recover: str | None,
+        process: int,
+        now: int,
+    ) -> Connection:
+        """The connection of ``spec``'s new ``process``, recovering ``recover``, recorded."""
+        if self._entries is not None:
+            self._entries.append(
+                TranscriptEntry(target=spec.name, call=RESTART, now=now, args=(recover, process))
+            )
+        return new_connection(spec, settings, self._seed, recover=recover, process=process)
+
     def transcript(
         self,
         server_config: ServerConfig,
@@ -270,12 +321,23 @@ def replay(transcript: Transcript) -> None:
     server = Server(transcript.server_config, entropy)
     settings = transcript.settings
     seed = transcript.seed
-    conns = {spec.name: new_connection(spec, settings, seed) for spec in transcript.clients}
+    specs = {spec.name: spec for spec in transcript.clients}
+    conns = {name: new_connection(spec, settings, seed) for name, spec in specs.items()}
     for index, entry in enumerate(transcript.entries):
         actual: Output | ServerOutput | Refused | None
         conn = conns.get(entry.target)
         if entry.target != SERVER and conn is None:
             raise ReplayMismatch(index, entry, None, "unknown client")
+        if entry.call == RESTART:
+            if conn is None:
+                server = Server(transcript.server_config, entropy)
+            else:
+                recover, process = entry.args
+                spec = specs[entry.target]
+                conns[entry.target] = new_connection(
+                    spec, settings, seed, recover=recover, process=process
+                )
+            continue
         entropy.queue = list(entry.entropy)
         try:
             if conn is None:

@@ -41,15 +41,24 @@ from presence_core._wire import (
 )
 from presence_core.testing._schedule import (
     Attach,
+    ChannelFailure,
+    ClockStep,
+    Close,
+    ConnectionFailure,
     Detach,
     DropTransport,
     Enter,
     FaultEvent,
+    HalfOpen,
+    Lag,
     Leave,
     OperationEvent,
     Partition,
+    Restart,
     Resync,
     ScheduleEvent,
+    ServerDetach,
+    ServerRestart,
     Update,
 )
 
@@ -93,6 +102,7 @@ __all__ = [
     "operation_events",
     "operation_sequences",
     "partition_durations",
+    "restart_downtimes",
     "fault_events",
     "fault_schedules",
     "schedules",
@@ -665,6 +675,23 @@ def partition_durations(
     )
 
 
+def restart_downtimes(
+    *, grace_period: int = 15_000, connection_state_ttl: int = 120_000
+) -> Strategy[int]:
+    """How long a restarted client is down: well within the grace period, or well after it.
+
+    Within it the new process recovers the connection with its members; after it the server
+    has removed them, and beyond the ttl it has forgotten the connection too (80008).
+    """
+    return st.one_of(
+        st.integers(min_value=100, max_value=max(100, grace_period - 5_000)),
+        st.integers(
+            min_value=grace_period + 5_000,
+            max_value=max(grace_period + 5_000, connection_state_ttl + 30_000),
+        ),
+    )
+
+
 def fault_events(
     *,
     clients: Sequence[str],
@@ -672,25 +699,47 @@ def fault_events(
     horizon: int = 60_000,
     grace_period: int = 15_000,
     connection_state_ttl: int = 120_000,
+    max_idle_interval: int = 15_000,
 ) -> Strategy[FaultEvent]:
-    """One fault: a dropped transport, a partition (loud or silent), or a server re-sync.
+    """One fault, each kind about as likely as the others.
 
-    ``grace_period`` and ``connection_state_ttl`` are the server's; partition lengths are drawn
-    around them (see :func:`partition_durations`).
+    The kinds: a dropped transport (also one whose sent frames still arrive, which makes
+    resends duplicates), a half-open transport that breaks within ``max_idle_interval``, a
+    partition (loud or silent), a server re-sync (also one restarted midway), a channel the
+    server detaches or fails, a connection it fails, a client that closes and reopens, a client
+    process restart, a server restart, a spell of heavy-tailed latency, and a client clock
+    step (mostly backwards).  ``grace_period``, ``connection_state_ttl`` and
+    ``max_idle_interval`` are the server's; durations are drawn around them (see
+    :func:`partition_durations` and :func:`restart_downtimes`).
     """
     if not clients or not rooms:
         raise ValueError("clients and rooms must not be empty")
     client = st.sampled_from(list(clients))
+    room = st.sampled_from(list(rooms))
     return st.one_of(
         st.builds(DropTransport, at=_times(horizon), client=client),
+        # Three times the weight: it makes a duplicate only when it lands on a frame in flight.
+        *(
+            st.builds(DropTransport, at=_times(horizon), client=client, sent_arrive=st.just(True))
+            for _ in range(3)
+        ),
         st.builds(
-            Partition,
+            HalfOpen,
             at=_times(horizon),
             client=client,
-            duration=partition_durations(
-                grace_period=grace_period, connection_state_ttl=connection_state_ttl
-            ),
-            silent=st.booleans(),
+            breaks_after=st.integers(min_value=0, max_value=max_idle_interval),
+        ),
+        *(
+            st.builds(
+                Partition,
+                at=_times(horizon),
+                client=client,
+                duration=partition_durations(
+                    grace_period=grace_period, connection_state_ttl=connection_state_ttl
+                ),
+                silent=st.just(silent),
+            )
+            for silent in (False, True)
         ),
         # A silent partition ending near the ttl: the client resumes a connection the server
         # has just forgotten (80008).  Rare by chance, so it gets its own branch.
@@ -705,6 +754,59 @@ def fault_events(
             silent=st.just(True),
         ),
         st.builds(Resync, at=_times(horizon), room=st.sampled_from(list(rooms))),
+        # A second sync soon after the first, restarting it midway when it is still paging.
+        st.builds(
+            Resync,
+            at=_times(horizon),
+            room=st.sampled_from(list(rooms)),
+            restart_after=st.integers(min_value=1, max_value=300),
+        ),
+        st.builds(ServerDetach, at=_times(horizon), client=client, room=room),
+        st.builds(
+            ChannelFailure,
+            at=_times(horizon),
+            client=client,
+            room=room,
+            reattach_after=st.integers(min_value=100, max_value=20_000),
+        ),
+        st.builds(
+            ConnectionFailure,
+            at=_times(horizon),
+            client=client,
+            reconnect_after=st.integers(min_value=100, max_value=20_000),
+        ),
+        st.builds(
+            Close,
+            at=_times(horizon),
+            client=client,
+            reopen_after=st.integers(min_value=100, max_value=30_000),
+        ),
+        st.builds(
+            Restart,
+            at=_times(horizon),
+            client=client,
+            down_for=restart_downtimes(
+                grace_period=grace_period, connection_state_ttl=connection_state_ttl
+            ),
+        ),
+        st.builds(ServerRestart, at=_times(horizon)),
+        st.builds(
+            Lag,
+            at=_times(horizon),
+            client=client,
+            duration=st.integers(min_value=1_000, max_value=30_000),
+            scale=st.integers(min_value=50, max_value=5_000),
+        ),
+        st.builds(
+            ClockStep,
+            at=_times(horizon),
+            client=client,
+            step=st.one_of(
+                st.integers(min_value=-120_000, max_value=-1),
+                st.integers(min_value=-120_000, max_value=-1),
+                st.integers(min_value=1, max_value=30_000),
+            ),
+        ),
     )
 
 
@@ -728,6 +830,32 @@ def fault_schedules(
     return st.lists(faults, max_size=max_size).map(_sorted)
 
 
+@st.composite
+def _sync_overlap(
+    draw: st.DrawFn,
+    clients: Sequence[str],
+    rooms: Sequence[str],
+    horizon: int,
+    acting_for: Mapping[str, Sequence[str]],
+) -> list[ScheduleEvent]:
+    """Two members enter ``room``, then a re-sync, with an update and a leave during it."""
+    first, second = draw(st.lists(st.sampled_from(list(clients)), min_size=2, max_size=2))
+    room = draw(st.sampled_from(list(rooms)))
+    at = draw(_times(horizon))
+
+    def acting(client: str) -> str | None:
+        ids = acting_for.get(client)
+        return ids[0] if ids else None
+
+    return [
+        Enter(at=at, client=first, room=room, data=1, client_id=acting(first)),
+        Enter(at=at + 10, client=second, room=room, data=2, client_id=acting(second)),
+        Resync(at=at + 2_000, room=room),
+        Update(at=at + 2_010, client=first, room=room, data=3, client_id=acting(first)),
+        Leave(at=at + 2_020, client=second, room=room, client_id=acting(second)),
+    ]
+
+
 def schedules(
     *,
     clients: Sequence[str],
@@ -743,7 +871,10 @@ def schedules(
 
     Half of the faults land a few ms after an operation and hit that operation's client, while
     its frame or its ACK is on the wire, so resends after reconnect (and the server's
-    deduplication by msgSerial) get exercised.
+    deduplication by msgSerial) get exercised.  A third of the schedules also hold a sync
+    that overlaps live presence: two clients enter a room, the server re-syncs it, and one of
+    them updates and the other leaves while the pages go out (with a server that pages its
+    SYNCs over time, as the simulator's does).
     """
 
     @st.composite
@@ -769,16 +900,30 @@ def schedules(
                 )
             )
         )
+        presence_ops = [op for op in ops if isinstance(op, Enter | Update | Leave)]
         for index, fault in enumerate(faults):
-            near: bool = draw(st.booleans())
-            if ops and near:
-                anchor: OperationEvent = draw(st.sampled_from(ops))
-                delay: int = draw(st.integers(min_value=0, max_value=150))
+            # A drop that lets the sent frames arrive duplicates a resend only while a frame
+            # is in flight, and a sync overlaps live presence only while an operation's
+            # PRESENCE comes, so both always land next to a presence operation.
+            resend = isinstance(fault, DropTransport) and fault.sent_arrive
+            pinned = resend or isinstance(fault, Resync)
+            near: bool = pinned or draw(st.booleans())
+            anchors = presence_ops if pinned and presence_ops else ops
+            if anchors and near:
+                anchor: OperationEvent = draw(st.sampled_from(anchors))
+                delay: int = draw(st.integers(min_value=0, max_value=15 if resend else 150))
                 if isinstance(fault, Resync):
+                    # Just before the operation, so that its PRESENCE comes between the pages.
+                    at = max(0, anchor.at - delay)
+                    faults[index] = attrs.evolve(fault, at=at, room=anchor.room)
+                elif isinstance(fault, ServerRestart):
                     faults[index] = attrs.evolve(fault, at=anchor.at + delay)
                 else:
                     # The operating client's own transport fails while its frame is on the wire.
                     faults[index] = attrs.evolve(fault, at=anchor.at + delay, client=anchor.client)
-        return _sorted([*ops, *faults])
+        overlap: list[ScheduleEvent] = []
+        if draw(st.integers(min_value=0, max_value=2)) == 0:
+            overlap = draw(_sync_overlap(clients, rooms, horizon, acting_for or {}))
+        return _sorted([*ops, *faults, *overlap])
 
     return build()
