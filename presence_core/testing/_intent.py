@@ -45,7 +45,9 @@ world that follows from what it asked for.  Three things are checked, for every 
    order the server applied the frames).  A result for an operation issued before a
    ``detach()`` does not count, whenever it arrives: the detach came later and decides.  A
    DETACHED or FAILED the client did not ask for (its connection closed or failed, or the
-   server failed the channel) also makes its members absent: the server removed them.
+   server failed the channel) also makes its members absent: the server removed them.  A
+   result for an operation issued before the room failed is uncertain: the server removed
+   the members at the failure, but a resend may be applied again once the room is attached.
    Automatic re-entries are the library's doing, not an intent, and are not tracked.
 
    A client whose process restarts (:class:`~presence_core.testing.Restart`) loses what the
@@ -125,6 +127,7 @@ class _ClientIntent:
         "barriers",
         "blind",
         "expected",
+        "failed_upto",
         "issued",
         "recovering",
         "restarted",
@@ -144,6 +147,8 @@ class _ClientIntent:
         self.restarted = False
         #: Channels whose room has failed at least once (point 2).
         self.blind: set[str] = set()
+        #: channel -> the latest operation id issued before its room last failed (point 3).
+        self.failed_upto: dict[str, int] = {}
         #: channel -> what the old process had settled there, decided by the new process's
         #: first ATTACHED of the channel (point 3); with ``subscribed`` false it is uncertain.
         self.recovering: dict[str, dict[str | None, tuple[str, Any]]] = {}
@@ -210,6 +215,7 @@ class IntentModel:
         intent.issued.clear()
         # The new process numbers its operations from 1 again.
         intent.barriers.clear()
+        intent.failed_upto.clear()
         intent.view.clear()
         intent.restarted = True
         intent.subscribed = subscribed
@@ -236,7 +242,7 @@ class IntentModel:
         if barrier is not None and op.id <= barrier.detached_upto:
             return True  # issued before a detach the server confirmed: the detach decides
         key = (op.channel, acting)
-        if not ok:
+        if not ok or op.id <= intent.failed_upto.get(op.channel, 0):
             intent.expected[key] = (_UNKNOWN, None)
         elif action is _LEAVE:
             intent.expected[key] = (_GONE, None)
@@ -258,6 +264,7 @@ class IntentModel:
                     self._recovered(intent, channel, resumed=event.resumed)
                 if event.current is ChannelState.FAILED:
                     intent.blind.add(channel)
+                    intent.failed_upto[channel] = intent.barrier(channel).latest
                 if event.current in _CLEARED:
                     view.clear()  # RTP5a: the members are dropped without events
                     self._expect_all(intent, channel, _GONE)  # the server removed them there
