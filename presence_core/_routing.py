@@ -14,7 +14,7 @@ The rules of that fold, applied here and nowhere else:
   attaching or detaching room sends them again (RTL3d).  Other commands pass.
 * **Held frames** of a room go out, before that room's new frames, once the room is ATTACHED
   and the outbox open (RTL3d2); they fail with 90001 once the room is no longer attached
-  (RTL11).
+  (RTL11), also when it passed through DETACHED, FAILED or SUSPENDED within one call.
 * **Settling.**  Operations an ACK or NACK covers, or the outbox fails, are settled on their
   room, and that room's Output is folded in the same way.
 * **Rooms follow the connection (RTL3).**  On CONNECTED each room learns the connection and
@@ -237,7 +237,14 @@ class Router:
         """
         outbox = self.outbox
         if outbox.holding:
-            self._settle_held(room, t, b)
+            # The Output's own state changes count too: a detach that completes and lets a
+            # waiting attach start (RTL4h) passes through DETACHED within one call.
+            passed = [
+                e.current
+                for e in out.events
+                if e.__class__ is ChannelStateChanged and e.current in _DEAD_ROOM
+            ]
+            self._settle_held(room, t, b, passed[0] if passed else None)
         if out.events:
             channel = room.channel
             batch: list[PresenceMessage | Message | ChannelStateChanged] = []
@@ -394,8 +401,8 @@ class Router:
         if error is not None:
             self.absorb(room, room.presence.reject(frame.operations, error, now=t), t, b)
 
-    def _settle_held(self, room: Room, t: int, b: Out) -> None:
-        state = room.presence.state
+    def _settle_held(self, room: Room, t: int, b: Out, passed: ChannelState | None) -> None:
+        state = passed or room.presence.state
         if state is _CH.ATTACHED and self.outbox.is_open:
             for frame in self.outbox.release(room.channel):
                 self._submit(room, frame, t, b)

@@ -851,3 +851,21 @@ def test_now_going_backwards_never_raises_and_time_never_goes_back(
             lost(c, now=now)
         seen = max(seen, now)
         assert c.snapshot().now == seen
+
+
+def test_RTL11_held_frames_fail_when_the_room_detaches_even_if_it_attaches_again_at_once() -> None:
+    """enter, detach, attach while disconnected: on CONNECTED the detach completes and the
+    waiting attach starts in one step (RTL4h); the enter issued before the detach still fails
+    with the DETACHED, and is never sent."""
+    c = up_with_rooms()
+    lost(c, now=2_000)
+    op = c.enter(ROOM, "x", now=2_001).operation
+    c.detach(ROOM, now=2_002)
+    c.attach(ROOM, now=2_003)
+    receive(c, connected("C1"), now=2_004)
+    out = receive(c, ProtocolMessage(action=ProtocolAction.DETACHED, channel=ROOM), now=2_005)
+    (failed,) = of_type(out, OperationFailed)
+    assert failed.operation == op
+    assert failed.error.code == 90001
+    out = receive(c, attached(ROOM), now=2_006)
+    assert [m.action for m in sent(out)] == []
