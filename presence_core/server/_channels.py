@@ -370,6 +370,4 @@ class Channels:
             )
             for page, start in enumerate(starts, start=1)
         ]
-        sent: list[Deliver] = []
-        self._pager.start(chan.name, recipients, pages, clock, sent)
-        out.extend(sent)
+        self._pager.start(chan.name, recipients, pages, clock, out)

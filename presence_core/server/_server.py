@@ -307,9 +307,7 @@ class Server(ServerInitiative):
         registry = self._registry
         registry.advance(now, out)
         if self._pager.paced:
-            pages: list[Deliver] = []
-            self._pager.due(registry.clock, self._syncing, pages)
-            out.extend(pages)
+            self._pager.due(registry.clock, self._syncing, out)
 
     def _syncing(self, channel: str, transport_id: TransportId) -> bool:
         """Whether ``transport_id`` still carries a connection attached to ``channel``."""

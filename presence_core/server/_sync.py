@@ -20,7 +20,7 @@ import itertools
 from collections.abc import Callable, Sequence
 
 from presence_core._wire import ProtocolMessage
-from presence_core.server._output import Deliver, TransportId
+from presence_core.server._output import Deliver, ServerCommand, TransportId
 
 __all__: list[str] = []
 
@@ -55,7 +55,7 @@ class SyncPager:
         recipients: Sequence[TransportId],
         pages: Sequence[ProtocolMessage],
         now: int,
-        out: list[Deliver],
+        out: list[ServerCommand],
     ) -> None:
         """Send a sync of ``channel`` to each of ``recipients``: the first page now."""
         if not pages:
@@ -82,7 +82,7 @@ class SyncPager:
         return heap[0][0] if heap else None
 
     def due(
-        self, now: int, attached: Callable[[str, TransportId], bool], out: list[Deliver]
+        self, now: int, attached: Callable[[str, TransportId], bool], out: list[ServerCommand]
     ) -> None:
         """Send every page due at ``now`` whose transport is still ``attached`` to its channel."""
         heap, running = self._heap, self._running
@@ -98,8 +98,3 @@ class SyncPager:
                 heapq.heappush(heap, (due + self._interval, token, key))
             else:
                 del running[key]
-
-    def forget(self, transport: TransportId) -> None:
-        """Drop every sync running for ``transport`` (it is gone)."""
-        for key in [key for key in self._running if key[1] == transport]:
-            del self._running[key]

@@ -293,9 +293,7 @@ class IntentModel:
     def _recovered(intent: _ClientIntent, channel: str, *, resumed: bool) -> None:
         """A restarted process's first ATTACHED of ``channel``: RESUMED decides (point 3)."""
         for acting, value in intent.recovering.pop(channel).items():
-            if (channel, acting) not in intent.expected or intent.expected[(channel, acting)][
-                0
-            ] != _UNKNOWN:
+            if intent.expected.get((channel, acting), (None,))[0] != _UNKNOWN:
                 continue  # a new operation of the new process has decided it since
             if not resumed:
                 intent.expected[(channel, acting)] = (_GONE, None)
