@@ -2,16 +2,20 @@
 
 :data:`FRAMES` PRESENCE frames (one ENTER each, for distinct members) are made by a
 :class:`~presence_core.server.Server` in an untimed setup, exactly as it delivers them to an
-attached subscriber.  Each round then times, on a fresh room:
+attached subscriber.  Each round then times each path once, in turn, on a fresh room (and, for
+the client, a fresh in-process server and client):
 
 * **client**: the frames put into the client end of the in-process transport (the link's
   inbox, where the server's frames arrive), until a subscribed listener has seen every event.
   No server reducer runs in the timed path, and the in-process transport passes frames as
   values, so no codec either: what is timed is the client's reader, the
-  :class:`~presence_core.Connection` it drives and the delivery to listeners;
-* **Connection.receive**: the same frames fed to a bare connection reducer (what the client
-  adds to it is the adapter's own cost);
-* **PresenceSet.receive**: the same frames fed to a bare PresenceSet.
+  :class:`~presence_core.Connection` it drives and the delivery to listeners.  Frames that
+  are waiting when the reader runs reach the reducer in one ``receive_many`` call if the link
+  hands them over together, and one ``receive`` each otherwise;
+* **Connection.receive**: the same frames fed to a bare connection reducer, one call each;
+* **Connection.receive_many**: the same frames in one call of the bare connection reducer;
+* **PresenceSet.receive**: the same frames fed to a bare PresenceSet, one call each (the
+  floor).
 
 The report is the median ns per frame of each and the ratios; the target is client at most
 1.5 times PresenceSet.receive.  Run with::
@@ -28,6 +32,7 @@ import random
 import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Final
 
 import anyio
@@ -114,6 +119,18 @@ def connection_round(frames: list[ProtocolMessage]) -> int:
     return elapsed
 
 
+def connection_many_round(frames: list[ProtocolMessage]) -> int:
+    conn = connected()
+
+    def run() -> None:
+        _, refused = conn.receive_many(frames, transport_id=1, now=T0)
+        assert not refused
+
+    elapsed = _timed(run)
+    assert len(conn.room(CHANNEL).get()) == FRAMES
+    return elapsed
+
+
 def _counter(done: anyio.Event) -> Callable[[PresenceMessage], None]:
     """A listener that sets ``done`` at the FRAMES-th event."""
     seen = 0
@@ -127,29 +144,27 @@ def _counter(done: anyio.Event) -> Callable[[PresenceMessage], None]:
     return listener
 
 
-async def client_rounds(frames: list[ProtocolMessage], rounds: int) -> list[int]:
-    """Each round on a fresh room of one client connected in-process to a server."""
+async def client_round(frames: list[ProtocolMessage]) -> int:
+    """One round: a fresh server and client, one room subscribed and attached, then timed."""
     server = Server(_CONFIG, random.Random(SEED).randbytes)
-    times = []
     async with connect(server, key=_KEY.key, client_id="sub") as client:
-        for index in range(rounds):
-            room = await client.rooms.get(f"bench-{index}")
-            retargeted = [attrs.evolve(frame, channel=room.channel) for frame in frames]
-            done = anyio.Event()
-            room.presence.subscribe(_counter(done))
-            await room.attach()
-            current = client._current
-            assert current is not None
-            link = client._links[current]
-            assert isinstance(link, InProcessLink)
-            gc.collect()
-            start = time.perf_counter_ns()
-            for frame in retargeted:
-                link.deliver(frame)
-            await done.wait()
-            times.append(time.perf_counter_ns() - start)
-            assert len(await room.presence.get()) == FRAMES
-    return times
+        room = await client.rooms.get("bench")
+        retargeted = [attrs.evolve(frame, channel=room.channel) for frame in frames]
+        done = anyio.Event()
+        room.presence.subscribe(_counter(done))
+        await room.attach()
+        current = client._current
+        assert current is not None
+        link = client._links[current]
+        assert isinstance(link, InProcessLink)
+        gc.collect()
+        start = time.perf_counter_ns()
+        for frame in retargeted:
+            link.deliver(frame)
+        await done.wait()
+        elapsed = time.perf_counter_ns() - start
+        assert len(await room.presence.get()) == FRAMES
+    return elapsed
 
 
 def main() -> None:
@@ -159,15 +174,20 @@ def main() -> None:
     args = parser.parse_args()
     frames = server_frames()
     rounds = args.rounds
-    per_frame = {
-        "PresenceSet.receive": [presence_set_round(frames) for _ in range(rounds)],
-        "Connection.receive": [
-            connection_round([attrs.evolve(f, channel=CHANNEL) for f in frames])
-            for _ in range(rounds)
-        ],
+    own_channel = [attrs.evolve(f, channel=CHANNEL) for f in frames]
+    paths: dict[str, Callable[[], int]] = {
+        "PresenceSet.receive": lambda: presence_set_round(frames),
+        "Connection.receive": lambda: connection_round(own_channel),
+        "Connection.receive_many": lambda: connection_many_round(own_channel),
     }
     for backend in args.backends.split(","):
-        per_frame[f"client ({backend})"] = anyio.run(client_rounds, frames, rounds, backend=backend)
+        paths[f"client ({backend})"] = partial(anyio.run, client_round, frames, backend=backend)
+    # Round by round, every path once, so that a change in the machine's load between rounds
+    # weighs on all of them alike.
+    per_frame: dict[str, list[int]] = {name: [] for name in paths}
+    for _ in range(rounds):
+        for name, run in paths.items():
+            per_frame[name].append(run())
     medians = {name: statistics.median(t) / FRAMES for name, t in per_frame.items()}
     floor = medians["PresenceSet.receive"]
     reducer = medians["Connection.receive"]

@@ -30,6 +30,10 @@ from presence_core._errors import (
     ProtocolError as ProtocolError,
     UsageError as UsageError,
 )
+from presence_core._msgpack import (
+    decode_msgpack as decode_msgpack,
+    encode_msgpack as encode_msgpack,
+)
 from presence_core._output import (
     ChannelEvents as ChannelEvents,
     ChannelState as ChannelState,
@@ -48,6 +52,7 @@ from presence_core._output import (
     PingAnswered as PingAnswered,
     PingFailed as PingFailed,
     ReentryFailed as ReentryFailed,
+    RenewToken as RenewToken,
     Send as Send,
     SendMessage as SendMessage,
     SendPresence as SendPresence,
@@ -97,6 +102,8 @@ __all__ = [
     "decode",
     "encode",
     "encode_text",
+    "decode_msgpack",
+    "encode_msgpack",
     "decode_data",
     "encode_data",
     # what the reducers return
@@ -116,6 +123,7 @@ __all__ = [
     "Send",
     "SendPresence",
     "SendMessage",
+    "RenewToken",
     "CloseTransport",
     "OpenTransport",
     "Command",

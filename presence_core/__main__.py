@@ -3,7 +3,7 @@
 * ``demo``: the main job, an in-process server and simulated users with a live roster
   (``presence_core.serve``; needs the ``server`` extra).
 * ``serve``: the reference server on Hypercorn; ``watch`` and ``enter``: a client from the
-  shell.
+  shell; ``token``: an Ably JWT that ``serve`` accepts, for ``enter --token`` or ably-js.
 * ``simulate``: the same story in the deterministic simulator on virtual time, with only the
   core installed: one server reducer and three clients (alice, bob and carol, an observer).
   Alice and bob enter the room ``lobby`` and update their status; bob's network then drops for
@@ -170,6 +170,18 @@ def _parser() -> argparse.ArgumentParser:
             sub.add_argument("--data", default=None, help="JSON presence data")
         common(sub)
 
+    token = commands.add_parser("token", help="print an Ably JWT signed with a key")
+    token.add_argument("--key", required=True, metavar="NAME:SECRET", help="the key signing it")
+    token.add_argument("--client-id", default=None, help="the clientId it binds ('*': any)")
+    token.add_argument("--ttl", type=float, default=3600.0, help="seconds (default 3600)")
+    token.add_argument(
+        "--capability",
+        default=None,
+        metavar="JSON",
+        help='channel pattern to operations, such as \'{"chat:*": ["presence", "subscribe"]}\''
+        " (default: the key's)",
+    )
+
     simulate = commands.add_parser("simulate", help="the story in the simulator (core only)")
     simulate.add_argument("--seed", type=int, default=7, help="simulation seed (default 7)")
     return parser
@@ -196,6 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "serve": _commands.serve_command,
         "watch": _commands.watch_command,
         "enter": _commands.enter_command,
+        "token": _commands.token_command,
     }[args.command]
     return run(args)
 

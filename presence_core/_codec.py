@@ -6,7 +6,9 @@ Theory of operation
 :class:`~presence_core.ProtocolMessage`; :func:`encode` turns one back into a JSON-ready dict whose
 keys are exactly the wire names (``clientId``, ``msgSerial``, ``connectionDetails`` ...).  A field
 absent on the wire is ``None`` in the object, and a ``None`` field is left out of the dict, so
-nothing is invented in either direction.
+nothing is invented in either direction.  The encoding side is :mod:`presence_core._encoder`;
+the msgpack format (:mod:`presence_core._msgpack`) parses its frame and hands the map to the
+checks here, with ``bytes`` admitted as item data.
 
 On receipt the codec does what every Ably client does before anything else:
 
@@ -46,6 +48,12 @@ from typing import Any, Final
 
 import attrs
 
+from presence_core._encoder import (
+    encode,
+    encode_data,
+    encode_text,
+    json_size as json_size,  # noqa: PLC0414 - the server's size checks import it from here
+)
 from presence_core._errors import ProtocolError, UsageError
 from presence_core._wire import (
     AuthDetails,
@@ -76,11 +84,12 @@ def _positive(instance: object, attribute: attrs.Attribute[int], value: int) -> 
 
 @attrs.frozen(kw_only=True)
 class CodecLimits:
-    """Bounds on what :func:`decode` accepts from a peer.
+    """Bounds on what :func:`decode` (and ``decode_msgpack``) accepts from a peer.
 
     Exceeding a bound raises :class:`~presence_core.ProtocolError`.  The frame size is checked
     before parsing and the item counts before any item is decoded.  The JSON parser itself stops
-    at Python's recursion limit, which also becomes a ProtocolError.
+    at Python's recursion limit, which also becomes a ProtocolError; msgpack's bounds are in its
+    module.
 
     The defaults are generous for any conforming peer and still cap what a hostile one can make
     us do per frame.
@@ -247,59 +256,6 @@ def _finite_float(text: str) -> float:
 _DECODER: Final = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
 # JSONDecoder.__init__ sets scan_once; typeshed does not declare it.
 _SCAN_ONCE: Final[Callable[[str, int], tuple[Any, int]]] = _DECODER.scan_once  # type: ignore[attr-defined]
-# Compact output; ensure_ascii keeps lone surrogates (legal in JSON strings) encodable as UTF-8.
-_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
-
-
-def _not_json(value: object) -> Any:
-    msg = f"{type(value).__name__} is not JSON serializable"
-    raise TypeError(msg)
-
-
-# JSONEncoder.encode builds a fresh C encoder on every call, which costs more than encoding a
-# small payload; build it once (the same arguments JSONEncoder passes, without the cycle check:
-# a cycle ends in RecursionError instead).
-_c_make_encoder: Any = getattr(json.encoder, "c_make_encoder", None)
-_C_ENCODER: Final[Callable[[object, int], list[str]] | None] = (
-    None
-    if _c_make_encoder is None
-    else _c_make_encoder(
-        None, _not_json, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, False
-    )
-)
-
-
-def _dumps(value: object) -> str:
-    """Compact JSON text.  Raises TypeError, ValueError or RecursionError for non-JSON."""
-    if _C_ENCODER is None:  # pragma: no cover - CPython always has the C encoder
-        return _ENCODER.encode(value)
-    return "".join(_C_ENCODER(value, 0))
-
-
-# Sizes count non-ASCII text as its UTF-8 bytes, as a peer's limit does, so this encoder keeps it
-# unescaped; built once for the same reason as _C_ENCODER.
-_C_SIZE_ENCODER: Final[Callable[[object, int], list[str]] | None] = (
-    None
-    if _c_make_encoder is None
-    else _c_make_encoder(
-        None, _not_json, json.encoder.encode_basestring, None, ":", ",", False, False, False
-    )
-)
-_SIZE_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
-
-def json_size(value: object) -> int:
-    """Return the UTF-8 length of ``value``'s compact JSON text, non-ASCII kept as is.
-
-    Raises:
-        TypeError, ValueError or RecursionError: ``value`` is not JSON (a lone surrogate is a
-            ValueError).
-    """
-    if _C_SIZE_ENCODER is None:  # pragma: no cover - CPython always has the C encoder
-        text = _SIZE_ENCODER.encode(value)
-    else:
-        text = "".join(_C_SIZE_ENCODER(value, 0))
-    return len(text) if text.isascii() else len(text.encode("utf-8"))
 
 
 def _parse_json(text: str) -> Any:
@@ -391,30 +347,6 @@ def decode_data(
     return data, "/".join(steps) or None
 
 
-def encode_data(data: Any) -> tuple[str | None, str | None]:
-    """Encode a payload for the JSON protocol (RSL4): the reverse of :func:`decode_data`.
-
-    ``str`` and ``None`` go as they are; ``bytes`` become base64 text (step ``base64``); any
-    other JSON value (a dict, list, number or bool) becomes compact JSON text (step ``json``).
-
-    Returns:
-        ``(wire_data, step)``; ``step`` is ``None`` when no encoding was needed.  Append it to
-        any encoding the payload still carries: ``f"{remaining}/{step}"``.
-
-    Raises:
-        UsageError: code 40013, when ``data`` cannot be represented as JSON.
-    """
-    if data is None or isinstance(data, str):
-        return data, None
-    if isinstance(data, bytes | bytearray | memoryview):
-        return binascii.b2a_base64(data, newline=False).decode("ascii"), "base64"
-    try:
-        return _dumps(data), "json"
-    except (TypeError, ValueError, RecursionError) as exc:
-        msg = f"message data cannot be encoded as JSON: {exc}"
-        raise UsageError(msg, code=40013) from None
-
-
 def check_outgoing(data: Any, extras: object) -> None:
     """Check, at the call, that a presence operation's payload can go out in a frame.
 
@@ -438,24 +370,19 @@ def check_outgoing(data: Any, extras: object) -> None:
         raise UsageError(f"extras cannot be sent: {exc.message}") from None
 
 
-def _join_encoding(remaining: str | None, step: str | None) -> str | None:
-    if step is None:
-        return remaining
-    if remaining is None:
-        return step
-    return f"{remaining}/{step}"
-
-
-def _decode_payload(item: dict[Any, Any], base: str, limits: CodecLimits) -> tuple[Any, str | None]:
+def _decode_payload(
+    item: dict[Any, Any], base: str, limits: CodecLimits, binary: bool
+) -> tuple[Any, str | None]:
+    """Decode an item's ``data`` per its ``encoding``; ``binary`` admits bytes (a binary format)."""
     data = item.get("data")
     encoding = item.get("encoding")
     if encoding is None:
-        if data is not None and type(data) is not str:
+        if data is not None and type(data) is not str and not (binary and type(data) is bytes):
             _check_json(data, limits.max_nesting_depth, _path(base, "data"))
         return data, None
     if type(encoding) is not str:
         encoding = _opt_str(encoding, _path(base, "encoding"))
-    if data is not None and type(data) is not str:
+    if data is not None and type(data) is not str and not (binary and type(data) is bytes):
         _check_json(data, limits.max_nesting_depth, _path(base, "data"))
     if encoding == "json" and type(data) is str:
         # The common case (ably-js sends objects this way), without the general loop.
@@ -607,7 +534,10 @@ def _frame_text(raw: object, limits: CodecLimits) -> str:
     raise _fail("", f"a frame must be a dict, str or bytes, not {_type_name(raw)}")
 
 
-def _decode_frame(obj: dict[Any, Any], limits: CodecLimits) -> ProtocolMessage:
+def _decode_frame(
+    obj: dict[Any, Any], limits: CodecLimits, binary: bool = False
+) -> ProtocolMessage:
+    """Decode a parsed frame; ``binary`` (a binary format's frame) admits bytes as item data."""
     get = obj.get
     raw_action = get("action")
     if raw_action is None:
@@ -627,11 +557,15 @@ def _decode_frame(obj: dict[Any, Any], limits: CodecLimits) -> ProtocolMessage:
     error = None if raw is None else _decode_error(raw, "error", limits.max_nesting_depth)
     raw = get("presence")
     presence = (
-        None if raw is None else _decode_presence(raw, frame_id, connection_id, timestamp, limits)
+        None
+        if raw is None
+        else _decode_presence(raw, frame_id, connection_id, timestamp, limits, binary=binary)
     )
     raw = get("messages")
     messages = (
-        None if raw is None else _decode_messages(raw, frame_id, connection_id, timestamp, limits)
+        None
+        if raw is None
+        else _decode_messages(raw, frame_id, connection_id, timestamp, limits, binary=binary)
     )
     raw = get("params")
     params = None if raw is None else _decode_params(raw)
@@ -673,6 +607,8 @@ def _decode_presence(
     frame_connection_id: str | None,
     frame_timestamp: int | None,
     limits: CodecLimits,
+    *,
+    binary: bool,
 ) -> tuple[PresenceMessage, ...]:
     items = _as_list(raw, "presence", limits.max_presence_items)
     out: list[PresenceMessage] = []
@@ -729,9 +665,9 @@ def _decode_presence(
             if end == len(data) and data.count("{") + data.count("[") <= max_depth:
                 data, encoding = value, None
             else:
-                data, encoding = _decode_payload(item, f"presence[{index}]", limits)
+                data, encoding = _decode_payload(item, f"presence[{index}]", limits, binary)
         elif encoding is not None or (data is not None and type(data) is not str):
-            data, encoding = _decode_payload(item, f"presence[{index}]", limits)
+            data, encoding = _decode_payload(item, f"presence[{index}]", limits, binary)
 
         message = _new_presence(
             action, client_id, connection_id, item_id, data, encoding, extras, timestamp
@@ -746,6 +682,8 @@ def _decode_messages(
     frame_connection_id: str | None,
     frame_timestamp: int | None,
     limits: CodecLimits,
+    *,
+    binary: bool,
 ) -> tuple[Message, ...]:
     items = _as_list(raw, "messages", limits.max_message_items)
     out: list[Message] = []
@@ -757,7 +695,7 @@ def _decode_messages(
             item_id = f"{frame_id}:{index}"  # TM2a
         connection_id = _opt_str(get("connectionId"), _path(base, "connectionId"))
         timestamp = _opt_int(get("timestamp"), _path(base, "timestamp"))
-        data, encoding = _decode_payload(item, base, limits)
+        data, encoding = _decode_payload(item, base, limits, binary)
         out.append(
             Message(
                 name=_opt_str(get("name"), _path(base, "name")),
@@ -830,151 +768,3 @@ def _decode_params(raw: object) -> dict[str, str]:
         if not isinstance(value, str):
             raise _fail(f"params.{key}", f"expected a string, got {_type_name(value)}")
     return params
-
-
-# --- encoding ------------------------------------------------------------------------------
-
-# (attribute, wire name) of the scalar ProtocolMessage fields, in the order they are written.
-_FRAME_SCALARS: Final = (
-    ("id", "id"),
-    ("channel", "channel"),
-    ("channel_serial", "channelSerial"),
-    ("connection_id", "connectionId"),
-    ("connection_key", "connectionKey"),
-    ("msg_serial", "msgSerial"),
-    ("count", "count"),
-    ("flags", "flags"),
-    ("timestamp", "timestamp"),
-)
-_DETAILS_FIELDS: Final = (
-    ("client_id", "clientId"),
-    ("connection_key", "connectionKey"),
-    ("max_message_size", "maxMessageSize"),
-    ("max_idle_interval", "maxIdleInterval"),
-    ("connection_state_ttl", "connectionStateTtl"),
-    ("server_id", "serverId"),
-    ("max_inbound_rate", "maxInboundRate"),
-    ("max_outbound_rate", "maxOutboundRate"),
-    ("max_frame_size", "maxFrameSize"),
-)
-_MESSAGE_SCALARS: Final = (
-    ("id", "id"),
-    ("name", "name"),
-    ("client_id", "clientId"),
-    ("connection_id", "connectionId"),
-    ("timestamp", "timestamp"),
-    ("serial", "serial"),
-    ("action", "action"),
-)
-
-
-def encode(message: ProtocolMessage) -> dict[str, Any]:
-    """Encode a :class:`~presence_core.ProtocolMessage` as a JSON-ready dict with wire names.
-
-    ``None`` fields are left out.  Item data is encoded per RSL4 (see :func:`encode_data`); a
-    payload that still carries an encoding (an undecodable step, RSL6b) keeps it, so a relayed
-    message goes out as it came in.  The dict may share ``extras`` and ``res`` objects with
-    ``message``.
-
-    Raises:
-        UsageError: code 40013, when some item's data cannot be represented as JSON.
-    """
-    out: dict[str, Any] = {"action": int(message.action)}
-    for attribute, key in _FRAME_SCALARS:
-        value = getattr(message, attribute)
-        if value is not None:
-            # Flags are often built from IntFlag members; the wire wants plain numbers.
-            out[key] = int(value) if isinstance(value, int) and type(value) is not int else value
-    if message.connection_details is not None:
-        details = message.connection_details
-        out["connectionDetails"] = {
-            key: value
-            for attribute, key in _DETAILS_FIELDS
-            if (value := getattr(details, attribute)) is not None
-        }
-    if message.error is not None:
-        out["error"] = _encode_error(message.error)
-    if message.presence is not None:
-        out["presence"] = [_encode_presence(item) for item in message.presence]
-    if message.messages is not None:
-        out["messages"] = [_encode_message(item) for item in message.messages]
-    if message.params is not None:
-        out["params"] = dict(message.params)
-    if message.res is not None:
-        out["res"] = list(message.res)
-    if message.auth is not None:
-        out["auth"] = {"accessToken": message.auth.access_token}
-    return out
-
-
-def encode_text(message: ProtocolMessage) -> str:
-    """Encode a :class:`~presence_core.ProtocolMessage` straight to compact JSON text.
-
-    A server encodes a broadcast once with this and sends the same text to every subscriber.
-
-    Raises:
-        UsageError: when a value in the message cannot be represented as JSON (code 40013 for
-            item data, 40000 otherwise, such as NaN in ``extras``).
-    """
-    wire = encode(message)
-    try:
-        return _dumps(wire)
-    except (TypeError, ValueError, RecursionError) as exc:
-        msg = f"message cannot be encoded as JSON: {exc}"
-        raise UsageError(msg) from None
-
-
-def _encode_error(error: ErrorInfo) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "code": error.code,
-        "statusCode": error.status_code,
-        "message": error.message,
-    }
-    if error.href is not None:
-        out["href"] = error.href
-    if error.cause is not None:
-        out["cause"] = _encode_error(error.cause)
-    return out
-
-
-def _encode_presence(item: PresenceMessage) -> dict[str, Any]:
-    out: dict[str, Any] = {"action": int(item.action)}
-    if item.id is not None:
-        out["id"] = item.id
-    if item.client_id is not None:
-        out["clientId"] = item.client_id
-    if item.connection_id is not None:
-        out["connectionId"] = item.connection_id
-    if item.timestamp is not None:
-        out["timestamp"] = item.timestamp
-    data = item.data
-    if type(data) is str and item.encoding is None:
-        out["data"] = data
-    elif data is not None or item.encoding is not None:
-        wire, step = encode_data(data)
-        if wire is not None:
-            out["data"] = wire
-        encoding = _join_encoding(item.encoding, step)
-        if encoding is not None:
-            out["encoding"] = encoding
-    if item.extras is not None:
-        out["extras"] = item.extras
-    return out
-
-
-def _encode_message(item: Message) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for attribute, key in _MESSAGE_SCALARS:
-        value = getattr(item, attribute)
-        if value is not None:
-            out[key] = value
-    if item.data is not None or item.encoding is not None:
-        wire, step = encode_data(item.data)
-        if wire is not None:
-            out["data"] = wire
-        encoding = _join_encoding(item.encoding, step)
-        if encoding is not None:
-            out["encoding"] = encoding
-    if item.extras is not None:
-        out["extras"] = item.extras
-    return out

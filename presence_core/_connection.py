@@ -11,7 +11,8 @@ Inputs (each returns one frozen :class:`~presence_core.Output`):
 * ``receive(message, transport_id=, now=)`` -- every frame read from a transport.
 * ``transport_closed(transport_id=, now=, error=)`` -- a transport was lost or could not be
   opened.
-* ``authorize(token, now=)`` -- switch to a new token (RTC8).
+* ``authorize(token, expires_at=, now=)`` -- switch to a new token (RTC8), for example in
+  answer to a :class:`~presence_core.RenewToken` command.
 * ``close(now=)``, ``ping(id, now=)``, and the room operations (``attach``, ``detach``,
   ``enter``, ``update``, ``leave``, ``enter_client``, ``update_client``, ``leave_client``), or
   ``route(channel, output, now=)`` for an Output obtained by calling a room directly.
@@ -26,7 +27,9 @@ The work is split like this, and each module states the rules it applies:
 * :mod:`presence_core._outbox`: msgSerial numbering, frames pending an ACK or held for a
   transport, resends, and failing them all (RTN7, RTN19a, RTL3d2);
 * :mod:`presence_core._pings` and :mod:`presence_core._recovery`: the pings in flight
-  (RTN13) and the recovery key (RTN16).
+  (RTN13) and the recovery key (RTN16);
+* :mod:`presence_core._credentials`: the key or token every transport sends, what a token
+  error does, and when to ask for a new token (RTN15h, RTN14b, RSA4).
 
 The connection's own rules:
 
@@ -46,6 +49,7 @@ The connection's own rules:
   the connection.
 * **Timers.**  One per state: the connect timeout while CONNECTING and the close timeout while
   CLOSING (both ``realtime_request_timeout``), the next retry while DISCONNECTED or SUSPENDED.
+  In any state but CLOSING, CLOSED and FAILED, the renewal of a token whose expiry is known.
   While CONNECTED, the idle deadline (RTN23a: ``maxIdleInterval`` plus
   ``realtime_request_timeout`` after the last frame; none without a ``maxIdleInterval``),
   each ping's answer timeout (``realtime_request_timeout``), when the outbox may send the
@@ -65,10 +69,9 @@ The connection's own rules:
   ttl is checked before every attempt, ``connect()`` included: one made after it has passed
   goes through SUSPENDED first, so pending work fails (RTN7e) and rooms suspend (RTL3c) before
   the fresh connection.  The server's DISCONNECTED frame is a loss like any other (RTN15h),
-  except that a token error (401 with a code from 40140 to 40149) fails a connection that
-  authenticates with a token: the reducer cannot make another one (RTN15h1), so the embedder
-  calls ``authorize`` with a new token, which connects afresh.  A connection-wide ERROR is
-  fatal (RTN14g, RTN15i), the answer to a refused AUTH included (RTC8a2).
+  and a connection-wide ERROR is fatal (RTN14g, RTN15i), the answer to a refused AUTH
+  included (RTC8a2), except for token errors: those follow the credential rules of
+  :mod:`presence_core._credentials` (renew and resume, or fail with 40171).
 * **Giving up.**  In SUSPENDED, CLOSED and FAILED the outbox fails its work (RTN7e) and the
   rooms follow the connection (RTL3).  Room operations are refused with a UsageError from
   SUSPENDED (80002), CLOSING or CLOSED (80017) and FAILED (80000).
@@ -82,13 +85,13 @@ A malformed frame raises :class:`~presence_core.ProtocolError` and changes nothi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from types import MappingProxyType
-from typing import Any, Final, TypeGuard
-
-import attrs
+from typing import Final, TypeGuard
 
 from presence_core._backoff import Jitter, no_jitter, retry_delay
+from presence_core._connection_values import ConnectionSettings, ConnectionSnapshot
+from presence_core._credentials import Credentials, token_error, transport_params
 from presence_core._errors import ProtocolError, UsageError
 from presence_core._output import (
     EMPTY_OUTPUT,
@@ -98,12 +101,13 @@ from presence_core._output import (
     FrameIgnored,
     OpenTransport,
     Output,
+    RenewToken,
     Send,
 )
 from presence_core._pings import Pings
-from presence_core._presence_set import ChannelSettings, PresenceSet, PresenceSnapshot, RoomOptions
+from presence_core._presence_set import ChannelSettings, PresenceSet, RoomOptions
 from presence_core._room_operations import RoomCall, RoomOperations
-from presence_core._routing import Out, Router
+from presence_core._routing import Batch, Out, Router, check_serial
 from presence_core._wire import (
     AuthDetails,
     ConnectionDetails,
@@ -113,9 +117,6 @@ from presence_core._wire import (
 )
 
 __all__ = ["ConnectionSettings", "ConnectionSnapshot", "Connection"]
-
-#: The protocol version sent as ``v``.
-PROTOCOL_VERSION: Final = "6"
 
 _CS = ConnectionState
 
@@ -143,6 +144,8 @@ _CONNECTED: Final = _CS.CONNECTED
 # States in which the outbox holds frames for the next transport instead of failing them
 # (RTP16a).
 _QUEUEING: Final = frozenset({_CS.INITIALIZED, _CS.CONNECTING, _CS.DISCONNECTED})
+# States in which a token is no longer renewed ahead of its expiry.
+_NO_RENEWAL: Final = (_CS.CLOSING, _CS.CLOSED, _CS.FAILED)
 # Room operations are refused in these states, with these codes.
 _REFUSED: Final = {
     _CS.SUSPENDED: ("connection suspended", 80002),
@@ -154,6 +157,10 @@ _REFUSED: Final = {
 _DISCONNECTED_ERROR: Final = ErrorInfo(code=80003, status_code=503, message="transport closed")
 _CONNECT_TIMEOUT: Final = ErrorInfo(
     code=80014, status_code=503, message="no CONNECTED within realtime_request_timeout"
+)
+# As ably-js reports an auth callback that does not answer in time.
+_TOKEN_TIMEOUT: Final = ErrorInfo(
+    code=40170, status_code=401, message="no new token within realtime_request_timeout"
 )
 _SUSPENDED_ERROR: Final = ErrorInfo(
     code=80002, status_code=503, message="connection suspended: connectionStateTtl elapsed"
@@ -168,95 +175,9 @@ def _idle_error(silent_for: int) -> ErrorInfo:
     return ErrorInfo(code=80003, status_code=503, message=message)
 
 
-def _token_error(error: ErrorInfo | None) -> TypeGuard[ErrorInfo]:
-    """Whether ``error`` says the token is no longer valid (RTN15h1, RTN22a)."""
-    return error is not None and error.status_code == 401 and 40140 <= error.code < 40150
-
-
 def _client_id_mismatch(asked: str, granted: str) -> ErrorInfo:
     message = f"clientId mismatch: asked for {asked!r}, server granted {granted!r}"
     return ErrorInfo(code=40102, status_code=401, message=message)
-
-
-def _positive(instance: Any, attribute: attrs.Attribute[int], value: int) -> None:
-    if value <= 0:
-        raise UsageError(f"{attribute.name} must be a positive number of ms, got {value!r}")
-
-
-@attrs.frozen(kw_only=True)
-class ConnectionSettings:
-    """Timeouts and switches of a :class:`Connection`; all durations are milliseconds.
-
-    The defaults are ably-js's, so a connection behaves like the reference client by default.
-    """
-
-    #: realtimeRequestTimeout: how long to wait for CONNECTED, CLOSED or a ping answer, and the
-    #: slack added to the server's maxIdleInterval before a silent transport is declared dead
-    #: (RTN23a).  10 s as in ably-js.
-    realtime_request_timeout: int = attrs.field(default=10_000, validator=_positive)
-    #: disconnectedRetryTimeout: the initial wait after a failed connection attempt (RTN14d),
-    #: which later attempts of the same cycle stretch by RTB1's backoff.  15 s.
-    disconnected_retry_timeout: int = attrs.field(default=15_000, validator=_positive)
-    #: suspendedRetryTimeout: wait between attempts while SUSPENDED (RTN14e).  30 s.
-    suspended_retry_timeout: int = attrs.field(default=30_000, validator=_positive)
-    #: connectionStateTtl until a CONNECTED says otherwise: how long a lost connection stays
-    #: resumable before the client gives up resuming and becomes SUSPENDED (RTN14e).  120 s.
-    connection_state_ttl: int = attrs.field(default=120_000, validator=_positive)
-    #: channelRetryTimeout: how long a room that became SUSPENDED while the connection stayed
-    #: up waits before it attaches again (RTL13b).  15 s.
-    channel_retry_timeout: int = attrs.field(default=15_000, validator=_positive)
-    #: Ask the server for HEARTBEAT frames (``heartbeats=true``), so that an idle but healthy
-    #: transport still shows activity.  Browsers do this; a WebSocket client that cannot see
-    #: WS ping frames must.
-    heartbeats: bool = True
-    #: Bound on outstanding pings, so a caller pinging in a loop cannot grow memory.
-    max_pending_pings: int = attrs.field(default=64, validator=_positive)
-
-
-@attrs.frozen(kw_only=True)
-class ConnectionSnapshot:
-    """A comparable picture of a Connection's whole state, for tests and debugging."""
-
-    state: ConnectionState
-    #: The id of the current transport (see :attr:`Connection.transport_id`).
-    transport_id: int | None
-    connection_id: str | None
-    connection_key: str | None
-    client_id: str | None
-    error: ErrorInfo | None
-    #: The msgSerial the next numbered frame will get.
-    msg_serial: int
-    #: ``(msgSerial, channel, operation ids)`` of every frame awaiting an ACK, in serial order.
-    pending: tuple[tuple[int, str, tuple[int, ...]], ...]
-    #: ``(channel, operation ids)`` of every frame waiting for a transport (RTL3d2).
-    queued: tuple[tuple[str, tuple[int, ...]], ...]
-    #: ``(channel, operation ids)`` of every frame waiting for ``maxInboundRate`` (D10).
-    waiting: tuple[tuple[str, tuple[int, ...]], ...]
-    rooms: tuple[tuple[str, PresenceSnapshot], ...]
-    pings: tuple[tuple[str, int], ...]
-    now: int | None
-    next_deadline: int | None
-
-
-def _transport_params(
-    auth: dict[str, str],
-    resume: str | None,
-    recover: str | None,
-    client_id: str | None,
-    heartbeats: bool,
-) -> dict[str, str]:
-    """The query parameters of an OpenTransport."""
-    params = dict(auth)
-    if resume is not None:
-        params["resume"] = resume
-    elif recover is not None:
-        params["recover"] = recover
-    if client_id is not None:
-        params["clientId"] = client_id
-    params["format"] = "json"
-    params["heartbeats"] = "true" if heartbeats else "false"
-    params["v"] = PROTOCOL_VERSION
-    return params
 
 
 def _connected(m: ProtocolMessage) -> tuple[str, ConnectionDetails]:
@@ -287,12 +208,6 @@ def _acked_range(m: ProtocolMessage) -> tuple[int, int]:
     return serial, count
 
 
-def _check_serial(message: ProtocolMessage) -> None:
-    """Reject a negative msgSerial (the codec has already checked the types)."""
-    if message.msg_serial is not None and message.msg_serial < 0:
-        raise ProtocolError("msgSerial must not be negative", path="msgSerial")
-
-
 class _Queries:
     """What a :class:`Connection` tells about itself: its state, identity and rooms."""
 
@@ -307,6 +222,12 @@ class _Queries:
     _settings: ConnectionSettings
     _router: Router
     _now: int | None
+    _pings: Pings
+    _credentials: Credentials
+    _deadline: int | None
+    _suspend_at: int | None
+    _last_activity: int
+    _max_idle: int
 
     @property
     def state(self) -> ConnectionState:
@@ -383,91 +304,15 @@ class _Queries:
         """
         return self._router.room(channel, options, self, self._now or 0).presence
 
-
-class Connection(RoomOperations, _Queries):
-    """Deterministic reducer for one realtime connection and its rooms.  See the module docs.
-
-    Args:
-        key: An API key ``name:secret``, sent as ``key``.
-        token: A token string, sent as ``access_token``.  Exactly one of ``key`` and ``token``
-            must be given.
-        client_id: The clientId to connect as.  When ``None``, the clientId the server puts in
-            CONNECTED is adopted.  When set, a CONNECTED naming another clientId fails the
-            connection with 40102.
-        settings: Timeouts and switches; :class:`ConnectionSettings` defaults otherwise.
-        jitter: The jitter source of the retry delays (RTB1b): a callable returning floats in
-            ``[0, 1)``, such as ``random.random``.  The default always returns 0, which keeps
-            the reducer deterministic and every delay at its backoff exactly; an embedder that
-            wants its clients' retries spread out passes a random one.
-        recover: The :attr:`recovery_key` of an earlier Connection, to carry its connection on
-            (RTN16): the first transport sends ``recover``, msgSerials continue from the
-            key's, and a room named in it sends the key's channelSerial in its ATTACH.  A key
-            that cannot be read is ignored (RTN16f1).
-
-    Raises:
-        UsageError: Neither or both of ``key`` and ``token``, or an invalid ``client_id``.
-    """
-
-    def __init__(
-        self,
-        *,
-        key: str | None = None,
-        token: str | None = None,
-        client_id: str | None = None,
-        settings: ConnectionSettings | None = None,
-        jitter: Jitter = no_jitter,
-        recover: str | None = None,
-    ) -> None:
-        if (key is None) == (token is None):
-            raise UsageError("give exactly one of key= and token=", code=40106)
-        if client_id is not None and (not client_id or client_id == "*"):
-            # RSA7c: the wildcard is a capability, never a connection's own identity.
-            raise UsageError(f"invalid clientId {client_id!r}", code=40012)
-        # The credential query parameter every transport sends; authorize() replaces it.
-        self._auth = {"key": key} if key is not None else {"access_token": token or ""}
-        self._settings = settings = settings if settings is not None else ConnectionSettings()
-        self._jitter = jitter
-        self._client_id = client_id
-        self._state = _CS.INITIALIZED
-        self._now: int | None = None
-        self._connection_id: str | None = None
-        self._connection_key: str | None = None
-        self._details: ConnectionDetails | None = None
-        self._error: ErrorInfo | None = None
-        # True when the next transport must not resume (first connect, or after the
-        # connection was suspended, closed or failed: RTN15g).
-        self._fresh = True
-        # The rooms and the outbox of their frames; the outbox's gate follows self._state.
-        self._router = Router(
-            ChannelSettings(
-                request_timeout=settings.realtime_request_timeout,
-                channel_retry_timeout=settings.channel_retry_timeout,
-            ),
-            jitter,
-        )
-        # The id the latest OpenTransport named, and the current transport's (None without one).
-        self._transports = 0
-        self._transport: int | None = None
-        self._ttl = self._settings.connection_state_ttl
-        self._max_idle = 0
-        self._last_activity = 0
-        # The one timer of the current state: the connect timeout (CONNECTING), the next retry
-        # (DISCONNECTED, SUSPENDED) or the close timeout (CLOSING).
-        self._deadline: int | None = None
-        # When the DISCONNECTED/CONNECTING retry cycle gives up and suspends (RTN14e).
-        self._suspend_at: int | None = None
-        # Whether a failed attempt returns to SUSPENDED (the cycle started there) or not.
-        self._suspended_cycle = False
-        # Failed attempts since the connection was last up: RTB1a's retry count.
-        self._failures = 0
-        self._pings = Pings(settings.max_pending_pings, settings.realtime_request_timeout)
-        # RTN16k: the connectionKey to recover, sent as ``recover`` until the first CONNECTED.
-        self._recover = None if recover is None else self._router.recover(recover)
-
-    # -- queries ----------------------------------------------------------------------------
-
     def next_deadline(self) -> int | None:
         """The earliest ``now`` at which :meth:`tick` has something to do, or ``None``."""
+        due = self._state_deadline()
+        renew_at = self._credentials.renew_at
+        if renew_at is None or self._state in _NO_RENEWAL:
+            return due
+        return renew_at if due is None else min(due, renew_at)
+
+    def _state_deadline(self) -> int | None:
         state = self._state
         if state is _CS.CONNECTED:
             router = self._router
@@ -503,6 +348,109 @@ class Connection(RoomOperations, _Queries):
             now=self._now,
             next_deadline=self.next_deadline(),
         )
+
+    def _idle_deadline(self) -> int | None:
+        # RTN23a: with no maxIdleInterval there is no idle timer.
+        if not self._max_idle:
+            return None
+        return self._last_activity + self._max_idle + self._settings.realtime_request_timeout
+
+
+class Connection(RoomOperations, _Queries):
+    """Deterministic reducer for one realtime connection and its rooms.  See the module docs.
+
+    Args:
+        key: An API key ``name:secret``, sent as ``key``.
+        token: A token string, sent as ``access_token``.  Exactly one of ``key`` and ``token``
+            must be given, except that a renewable connection may start with no token: it
+            asks for its first one when it connects.
+        renewable: Whether the embedder can get a new token when the connection asks for one
+            with a :class:`~presence_core.RenewToken` command (it has an auth callback); see
+            :mod:`presence_core._credentials` for what a token error does either way.
+        token_expires_at: When ``token`` expires (epoch ms), if known: a renewable
+            connection asks for a new one ahead of it.
+        client_id: The clientId to connect as.  When ``None``, the clientId the server puts in
+            CONNECTED is adopted.  When set, a CONNECTED naming another clientId fails the
+            connection with 40102.
+        settings: Timeouts and switches; :class:`ConnectionSettings` defaults otherwise.
+        jitter: The jitter source of the retry delays (RTB1b): a callable returning floats in
+            ``[0, 1)``, such as ``random.random``.  The default always returns 0, which keeps
+            the reducer deterministic and every delay at its backoff exactly; an embedder that
+            wants its clients' retries spread out passes a random one.
+        recover: The :attr:`recovery_key` of an earlier Connection, to carry its connection on
+            (RTN16): the first transport sends ``recover``, msgSerials continue from the
+            key's, and a room named in it sends the key's channelSerial in its ATTACH.  A key
+            that cannot be read is ignored (RTN16f1).
+
+    Raises:
+        UsageError: Neither or both of ``key`` and ``token`` (neither is allowed when
+            ``renewable``), ``renewable`` with a key, or an invalid ``client_id``.
+    """
+
+    def __init__(
+        self,
+        *,
+        key: str | None = None,
+        token: str | None = None,
+        client_id: str | None = None,
+        settings: ConnectionSettings | None = None,
+        jitter: Jitter = no_jitter,
+        recover: str | None = None,
+        renewable: bool = False,
+        token_expires_at: int | None = None,
+    ) -> None:
+        if key is not None and (token is not None or renewable):
+            raise UsageError("a key needs no token and no means to renew one", code=40106)
+        if key is None and token is None and not renewable:
+            raise UsageError("give exactly one of key= and token=", code=40106)
+        if client_id is not None and (not client_id or client_id == "*"):
+            # RSA7c: the wildcard is a capability, never a connection's own identity.
+            raise UsageError(f"invalid clientId {client_id!r}", code=40012)
+        self._settings = settings = settings if settings is not None else ConnectionSettings()
+        # What every transport authenticates with; authorize() replaces the token.
+        self._credentials = Credentials(
+            key, token, renewable=renewable, margin=settings.token_renewal_margin
+        )
+        if token is not None:
+            self._credentials.replace(token, token_expires_at, None)
+        self._jitter = jitter
+        self._client_id = client_id
+        self._state = _CS.INITIALIZED
+        self._now: int | None = None
+        self._connection_id: str | None = None
+        self._connection_key: str | None = None
+        self._details: ConnectionDetails | None = None
+        self._error: ErrorInfo | None = None
+        # True when the next transport must not resume (first connect, or after the
+        # connection was suspended, closed or failed: RTN15g).
+        self._fresh = True
+        # The rooms and the outbox of their frames; the outbox's gate follows self._state.
+        self._router = Router(
+            ChannelSettings(
+                request_timeout=settings.realtime_request_timeout,
+                channel_retry_timeout=settings.channel_retry_timeout,
+            ),
+            jitter,
+            settings.max_queued_frames,
+        )
+        # The id the latest OpenTransport named, and the current transport's (None without one).
+        self._transports = 0
+        self._transport: int | None = None
+        self._ttl = self._settings.connection_state_ttl
+        self._max_idle = 0
+        self._last_activity = 0
+        # The one timer of the current state: the connect timeout (CONNECTING), the next retry
+        # (DISCONNECTED, SUSPENDED) or the close timeout (CLOSING).
+        self._deadline: int | None = None
+        # When the DISCONNECTED/CONNECTING retry cycle gives up and suspends (RTN14e).
+        self._suspend_at: int | None = None
+        # Whether a failed attempt returns to SUSPENDED (the cycle started there) or not.
+        self._suspended_cycle = False
+        # Failed attempts since the connection was last up: RTB1a's retry count.
+        self._failures = 0
+        self._pings = Pings(settings.max_pending_pings, settings.realtime_request_timeout)
+        # RTN16k: the connectionKey to recover, sent as ``recover`` until the first CONNECTED.
+        self._recover = None if recover is None else self._router.recover(recover)
 
     # -- connection lifecycle ---------------------------------------------------------------
     def connect(self, *, now: int) -> Output:
@@ -569,20 +517,23 @@ class Connection(RoomOperations, _Queries):
             self._lost(error if error is not None else _DISCONNECTED_ERROR, t, b)
         return b.build()
 
-    def authorize(self, token: str, *, now: int) -> Output:
+    def authorize(self, token: str, *, now: int, expires_at: int | None = None) -> Output:
         """Use ``token`` from now on (RTC8); every later transport authenticates with it.
 
         CONNECTED: send AUTH carrying the token (RTC8a).  The server answers with a CONNECTED,
         a connection update (RTN24), or with an ERROR that fails the connection (RTC8a2).
         CONNECTING: the attempt is given up and another made with the token (RTC8b).  In any
-        other state the connection connects with the token, as :meth:`connect` does (RTC8c).
+        other state the connection connects with the token, as :meth:`connect` does (RTC8c):
+        a connection waiting for a renewed token resumes with it (RTN15h2).  ``expires_at``
+        (epoch ms), when known, schedules the next renewal (see
+        :mod:`presence_core._credentials`).
 
         Raises:
             UsageError: ``token`` is not a non-empty string (40000).
         """
         if type(token) is not str or not token:
             raise UsageError("token must be a non-empty string")
-        self._auth = {"access_token": token}
+        self._credentials.replace(token, expires_at, self._clock(now))
         if self._state is _CS.CONNECTED:
             self._advance(now)
             auth = ProtocolMessage(action=ProtocolAction.AUTH, auth=AuthDetails(access_token=token))
@@ -591,7 +542,8 @@ class Connection(RoomOperations, _Queries):
             return self.connect(now=now)
         t = self._advance(now)
         b = Out()
-        b.commands.append(CloseTransport())
+        if self._transport is not None:
+            b.commands.append(CloseTransport())
         self._open(t, b)
         return b.build()
 
@@ -637,13 +589,9 @@ class Connection(RoomOperations, _Queries):
         action = message.action
         if action == _A_PRESENCE and self._state is _CONNECTED:
             # The most common frame, folded without the general path's bookkeeping.
-            router = self._router
-            room = router.rooms.get(message.channel) if message.channel is not None else None
-            if room is not None:
-                if message.msg_serial is not None:
-                    _check_serial(message)
-                out = router.receive_presence(room, message, t)  # raises before any change
-                self._commit_activity(t)
+            out = self._router.receive_presence(message)  # raises before any change
+            if out is not None:
+                self._now = self._last_activity = t
                 return out
         b = Out()
         if action in _CHANNEL_ACTIONS or (
@@ -655,7 +603,7 @@ class Connection(RoomOperations, _Queries):
         elif action in (ProtocolAction.ACK, ProtocolAction.NACK):
             self._on_ack(message, t, b)
         elif action not in _KNOWN_ACTIONS:
-            _check_serial(message)
+            check_serial(message)
             self._commit_activity(t)
             b.events.append(FrameIgnored(message=message, reason="unknown action"))
         elif self._state not in _TRANSPORT_UP:
@@ -666,17 +614,19 @@ class Connection(RoomOperations, _Queries):
             if answer is not None:
                 b.events.append(answer)
         elif action == ProtocolAction.ERROR:
-            # RTN14g, RTN15i.
+            # RTN14g, RTN15i; RTN14b for a refused token.
             self._now = t
-            self._fail(message.error if message.error is not None else _FAILED_ERROR, t, b)
+            failure = message.error or _FAILED_ERROR
+            if self._state is _CS.CONNECTING and self._refused_token(failure):
+                self._token_refused(failure, t, b)
+            else:
+                self._fail(failure, t, b)
         elif action == ProtocolAction.DISCONNECTED:
             # RTN15h.
             self._now = t
             error = message.error
-            if self._state is not _CS.CLOSING and _token_error(error) and "key" not in self._auth:
-                # RTN15h1: the token has expired and the reducer cannot make another; with a
-                # key the next attempt authenticates afresh (RTN15h2).
-                self._fail(error, t, b)
+            if self._state is not _CS.CLOSING and self._refused_token(error):
+                self._token_refused(error, t, b)
                 return b.build()
             b.commands.append(CloseTransport(reason=error))
             if self._state is _CS.CLOSING:
@@ -696,6 +646,36 @@ class Connection(RoomOperations, _Queries):
             self._commit_activity(t)
             b.events.append(FrameIgnored(message=message, reason="not handled by the client"))
         return b.build()
+
+    def receive_many(
+        self, frames: Iterable[ProtocolMessage], *, transport_id: int, now: int
+    ) -> tuple[Output, tuple[tuple[int, ProtocolError], ...]]:
+        """Apply several frames read from ``transport_id``, in order, in one call.
+
+        The same as :meth:`receive` for each frame in turn with the same ``now``: the Output
+        holds every frame's events and then every frame's commands, in order, one room's
+        consecutive events in one :class:`~presence_core.ChannelEvents` (see
+        :mod:`presence_core._routing`).  A frame that :meth:`receive` would refuse changes
+        nothing and is skipped; the second value lists each such frame's index and error.
+        """
+        batch = Batch()
+        refused = []
+        router = self._router
+        t = self._clock(now)
+        for index, message in enumerate(frames):
+            try:
+                if (
+                    message.action == _A_PRESENCE
+                    and transport_id == self._transport
+                    and self._state is _CONNECTED
+                    and router.presence_into(message, batch)
+                ):
+                    self._now = self._last_activity = t
+                else:
+                    batch.add(self.receive(message, transport_id=transport_id, now=t))
+            except ProtocolError as exc:
+                refused.append((index, exc))
+        return batch.build(), tuple(refused)
 
     def route(self, channel: str, output: Output, *, now: int) -> Output:
         """Post-process an Output got by calling the room's PresenceSet directly.
@@ -725,15 +705,15 @@ class Connection(RoomOperations, _Queries):
         if self._state is _CS.CONNECTED:
             self._last_activity = t
 
-    def _idle_deadline(self) -> int | None:
-        # RTN23a: with no maxIdleInterval there is no idle timer.
-        if not self._max_idle:
-            return None
-        return self._last_activity + self._max_idle + self._settings.realtime_request_timeout
-
     def _fire(self, t: int, b: Out) -> bool:
         """Handle one due deadline; return whether anything was due."""
         state = self._state
+        credentials = self._credentials
+        if credentials.renew_at is not None and t >= credentials.renew_at:
+            if state not in _NO_RENEWAL:
+                b.commands.append(RenewToken())
+            credentials.renew_at = None
+            return True
         if state is _CS.CONNECTED:
             idle = self._idle_deadline()
             if idle is not None and t >= idle:
@@ -757,8 +737,11 @@ class Connection(RoomOperations, _Queries):
         if self._deadline is None or t < self._deadline:
             return False
         if state is _CS.CONNECTING:
-            b.commands.append(CloseTransport(reason=_CONNECT_TIMEOUT))
-            self._lost(_CONNECT_TIMEOUT, t, b)
+            if self._transport is None:  # no token came (see _ask_for_token)
+                self._lost(_TOKEN_TIMEOUT, t, b)
+            else:
+                b.commands.append(CloseTransport(reason=_CONNECT_TIMEOUT))
+                self._lost(_CONNECT_TIMEOUT, t, b)
         elif state in (_CS.DISCONNECTED, _CS.SUSPENDED):
             self._open(t, b)
         elif state is _CS.CLOSING:
@@ -797,11 +780,16 @@ class Connection(RoomOperations, _Queries):
             # RTN15g: past the ttl the server has let the connection go; give up on it first,
             # so that its pending work fails (RTN7e) instead of resending on a new one.
             self._suspend(_SUSPENDED_ERROR, t, b)
+        credentials = self._credentials
+        credentials.start(t)
+        if credentials.refused:
+            self._ask_for_token(t, b)
+            return
         if self._state is not _CS.CONNECTING:  # a new attempt while connecting: RTC8b
             self._set_state(_CS.CONNECTING, self._error, t, b)
         self._deadline = t + self._settings.realtime_request_timeout
-        params = _transport_params(
-            self._auth,
+        params = transport_params(
+            credentials,
             self.connection_key,
             self._recover,
             self._client_id,
@@ -830,6 +818,38 @@ class Connection(RoomOperations, _Queries):
         self._failures += 1
         initial = self._settings.disconnected_retry_timeout
         self._deadline = t + retry_delay(initial, self._failures, self._jitter())
+
+    def _refused_token(self, error: ErrorInfo | None) -> TypeGuard[ErrorInfo]:
+        """Whether ``error`` refuses the token this connection authenticates with."""
+        return token_error(error) and not self._credentials.uses_key
+
+    def _token_refused(self, error: ErrorInfo, t: int, b: Out) -> None:
+        """The server refused the token (see :mod:`presence_core._credentials`)."""
+        verdict = self._credentials.refuse(error)
+        if isinstance(verdict, ErrorInfo):  # RSA4a2, RTN15h1
+            self._fail(verdict, t, b)
+            return
+        b.commands.append(CloseTransport(reason=error))
+        if not verdict:  # a renewed token refused too: the retry delay first
+            self._lost(error, t, b)
+            return
+        if self._state is _CS.CONNECTED:  # RTN15h2: a loss, the ttl clock starts (RTN15a)
+            self._suspend_at = t + self._ttl
+            self._set_state(_CS.DISCONNECTED, error, t, b)
+        else:  # RTN14b: the attempt goes on with a new token
+            self._error = error
+        self._open(t, b)
+
+    def _ask_for_token(self, t: int, b: Out) -> None:
+        """CONNECTING without a transport until ``authorize`` gives a token to connect with.
+
+        The wait is bounded by the connect timeout, as an attempt is.
+        """
+        if self._state is not _CS.CONNECTING:
+            self._set_state(_CS.CONNECTING, self._error, t, b)
+        self._transport = None
+        self._deadline = t + self._settings.realtime_request_timeout
+        b.commands.append(RenewToken(reason=self._error))
 
     def _suspend(self, error: ErrorInfo, t: int, b: Out) -> None:
         """RTN14e: give up resuming."""
@@ -893,6 +913,7 @@ class Connection(RoomOperations, _Queries):
         self._max_idle = details.max_idle_interval or 0
         self._last_activity = t
         self._reset_cycle()
+        self._credentials.connected()
         self._fresh = False
         b.events.append(
             ConnectionStateChanged(previous=previous, current=_CS.CONNECTED, reason=m.error)
@@ -919,7 +940,7 @@ class Connection(RoomOperations, _Queries):
         channel = m.channel
         if channel is None:
             raise ProtocolError("a channel frame must name its channel", path="channel")
-        _check_serial(m)
+        check_serial(m)
         if self._state in _FRAMES_FLOW:
             self._router.receive(channel, m, t, b)  # a ProtocolError here has changed nothing
             self._commit_activity(t)

@@ -26,6 +26,10 @@ The rules of outgoing PRESENCE and MESSAGE frames, applied here and nowhere else
   waiting for the rate, then every held frame fails.
 * **The gate** says what a submitted frame meets: *open* (CONNECTED) numbers and sends it,
   *holding* keeps it, *refusing* fails it at once with the gate's error.
+* **The bound.**  The outbox keeps at most ``max_frames`` frames, pending, waiting and held
+  together (each part of a split frame counts).  A frame submitted to a full outbox fails at
+  once with :data:`OUTBOX_FULL` (42910) and changes nothing, so an application issuing
+  operations faster than the server takes them is told so instead of growing without limit.
 
 The outbox knows channels only by name and never calls a room: it hands back the frames whose
 operations are to be settled, and the caller settles them.
@@ -56,6 +60,16 @@ __all__: list[str] = []
 MAX_ITEMS: Final = 1000
 # What the numbering adds to an encoded frame: ``,"msgSerial":`` and up to 19 digits.
 _SERIAL_BYTES: Final = 32
+#: Frames one outbox keeps by default (see the module rules).  At the server's default rate
+#: (50 a second, of which the client budgets 25) 10,000 frames take over six minutes to send,
+#: longer than a connection stays resumable (2 min), so an application within the rate never
+#: meets it; it caps the memory of a loop of operations or of a server that never ACKs.
+MAX_QUEUED_FRAMES: Final = 10_000
+#: What a frame submitted to a full outbox fails with: the rate error, as the server would
+#: answer the same excess, which the application may retry once earlier frames are settled.
+OUTBOX_FULL: Final = ErrorInfo(
+    code=42910, status_code=429, message="Too many operations queued on this connection"
+)
 
 Item = PresenceMessage | Message
 
@@ -156,11 +170,16 @@ class Outbox:
 
     ``is_open``, ``refusal`` and ``holding`` are read by the caller on every room Output, so
     they are plain attributes; only the outbox's own methods change them.
+
+    Args:
+        max_frames: The most frames it keeps (see the module rules).
     """
 
     __slots__ = (
         "_budget",
         "_max_bytes",
+        "_max_frames",
+        "_new",
         "_pending",
         "_queues",
         "_serial",
@@ -170,7 +189,10 @@ class Outbox:
         "refusal",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, max_frames: int = MAX_QUEUED_FRAMES) -> None:
+        self._max_frames = max_frames
+        # Frames in ``_unsent`` not sent yet (serial None): the waiting part of the bound.
+        self._new = 0
         self._serial = 0
         # Keyed by msgSerial; insertion order is serial order, since serials only grow and a
         # renumbering keeps the order.
@@ -194,6 +216,11 @@ class Outbox:
     def serial(self) -> int:
         """The msgSerial the next frame sent will get."""
         return self._serial
+
+    @property
+    def queued(self) -> int:
+        """How many frames it keeps: pending, waiting for the rate, and held."""
+        return len(self._pending) + self._new + self.holding
 
     def recover(self, serial: int) -> None:
         """Number frames from ``serial``, continuing a recovered connection (RTN16f)."""
@@ -232,20 +259,22 @@ class Outbox:
         When open, the frame is split to the server's limits and each part appended to
         ``commands`` as a numbered :class:`Send` if the rate allows it at ``now``, else queued
         for :meth:`pump`.  Returns the error to fail the frame's operations with when the gate
-        refuses it, else ``None``.
+        refuses it or the outbox is full (:data:`OUTBOX_FULL`), else ``None``.
         """
+        if not self.is_open and self.refusal is not None:
+            return self.refusal
+        if self.queued >= self._max_frames:
+            return OUTBOX_FULL
         if self.is_open:
             items = _items(frame.message)
-            if len(items) > 1:
-                self._unsent.extend(self._split(frame, items))
-            else:
-                self._unsent.append(frame)
+            parts = self._split(frame, items) if len(items) > 1 else [frame]
+            self._unsent.extend(parts)
+            self._new += len(parts)
             self.pump(now, commands)
             return None
-        if self.refusal is None:
-            self._queues.setdefault(frame.channel, []).append(frame)
-            self.holding += 1
-        return self.refusal
+        self._queues.setdefault(frame.channel, []).append(frame)
+        self.holding += 1
+        return None
 
     def release(self, channel: str) -> list[Frame]:
         """Take the frames held for ``channel``, oldest first, to submit or fail them."""
@@ -291,6 +320,7 @@ class Outbox:
                 frame.serial = serial = self._serial
                 self._serial = serial + 1
                 pending[serial] = frame
+                self._new -= 1
             commands.append(Send(message=attrs.evolve(frame.message, msg_serial=serial)))
 
     def _split(self, frame: Frame, items: tuple[Item, ...]) -> list[Frame]:
@@ -380,6 +410,7 @@ class Outbox:
         self._pending = {}
         frames.extend(frame for frame in self._unsent if frame.serial is None)
         self._unsent = deque()
+        self._new = 0
         for channel, queue in self._queues.items():
             if queue:
                 frames.extend(queue)

@@ -2,9 +2,9 @@
 
 *Events* are past-tense facts for the application: presence events, channel and connection
 state changes, operation results, re-entry failures, pings, and ignored frames.  *Commands* are
-only I/O for the embedder to perform: send a frame, open or close a transport.  There are no
-callbacks and no hidden buffers: everything a call caused is in the Output it returned, events
-in the order they happened, commands in the order to run them.
+only I/O for the embedder to perform: send a frame, open or close a transport, get a new
+token.  There are no callbacks and no hidden buffers: everything a call caused is in the Output
+it returned, events in the order they happened, commands in the order to run them.
 
 The presence events themselves are :class:`~presence_core.PresenceMessage` values (the message
 that was applied, or a synthesized leave), so the hot path builds no extra object per member;
@@ -39,6 +39,7 @@ __all__ = [
     "ReentryFailed",
     "CloseTransport",
     "OpenTransport",
+    "RenewToken",
     "Command",
     "Output",
 ]
@@ -245,7 +246,20 @@ class OpenTransport:
     params: dict[str, str]
 
 
-Command: TypeAlias = Send | SendPresence | SendMessage | CloseTransport | OpenTransport
+@attrs.frozen(kw_only=True)
+class RenewToken:
+    """Get a new token and give it to ``Connection.authorize`` (RTN15h2, RTN14b, RSA4b).
+
+    Only a connection made with ``renewable=True`` asks: when the server refused its token
+    (``reason`` is the server's token error), when it has no token yet, or ahead of the known
+    expiry of the one it has (``reason`` is ``None`` then).  It may ask again before getting
+    an answer, on its next retry; one request in flight is enough.
+    """
+
+    reason: ErrorInfo | None = None
+
+
+Command: TypeAlias = Send | SendPresence | SendMessage | CloseTransport | OpenTransport | RenewToken
 
 
 @attrs.frozen

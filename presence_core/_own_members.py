@@ -181,6 +181,12 @@ class OwnMembers:
         latest = self._last_sent.get(client) == stamp
         if latest:
             del self._last_sent[client]
+            if not acked:
+                # A refusal can settle a frame ahead of earlier ones still in flight (a full
+                # outbox refuses at once): the latest sent is then the newest of those.
+                earlier = [s for _, c, _, s in self._in_flight.values() if c == client]
+                if earlier:
+                    self._last_sent[client] = max(earlier)
         if not acked or stamp < self._cleared_at:
             return True, None
         echoed = self._seen.get(client, -1)

@@ -122,6 +122,12 @@ _ATTACHED: Final = ChannelState.ATTACHED
 _OP_INPUTS: Final = {_ENTER: ChannelInput.ENTER, _UPDATE: ChannelInput.UPDATE}
 
 
+def _wrong_channel(message: ProtocolMessage, channel: str) -> ProtocolError:
+    return ProtocolError(
+        f"frame for channel {message.channel!r} given to {channel!r}", path="channel"
+    )
+
+
 class PresenceSet(ChannelMachine):
     """Deterministic presence reducer for one channel.  See the module docstring.
 
@@ -207,46 +213,14 @@ class PresenceSet(ChannelMachine):
                 MESSAGE frame's items are not Messages, or a SYNC ``channelSerial`` has no
                 colon.  Nothing was changed.
         """
-        if message.channel != self._channel:
-            raise ProtocolError(
-                f"frame for channel {message.channel!r} given to {self._channel!r}",
-                path="channel",
-            )
         action = message.action
         if action == _A_PRESENCE:
-            items: Sequence[PresenceMessage]
-            presence = message.presence
-            if presence.__class__ is tuple:
-                # checked_items, inlined for the hot path.
-                items = presence
-                for m in items:
-                    if (
-                        m.__class__ is not PresenceMessage
-                        or m.client_id.__class__ is not str
-                        or m.connection_id.__class__ is not str
-                        or m.id.__class__ is not str
-                        or m.timestamp.__class__ is not int
-                        or m.action.__class__ is not PresenceAction
-                        or m.action is _ABSENT
-                    ):
-                        items = normalized_items(message)
-                        break
-            else:
-                items = checked_items(message)
-            if self._state is not _ATTACHED:
+            events = self.presence_events(message)
+            if events is None:
                 return ignored(message, "channel not attached")
-            if message.channel_serial is not None:
-                self._channel_serial = message.channel_serial
-            if len(items) == 1:
-                # The common frame: one item, applied without building an events list.
-                m = items[0]
-                if not self._map.apply_one(m):
-                    return EMPTY_OUTPUT
-                return events_output(items if items.__class__ is tuple else (m,))
-            if not items:
-                return EMPTY_OUTPUT
-            events = self._map.apply(items)
             return events_output(events) if events else EMPTY_OUTPUT
+        if message.channel != self._channel:
+            raise _wrong_channel(message, self._channel)
         if action == _A_SYNC:
             return self._on_sync(message, now)
         if action == _A_ATTACHED:
@@ -262,6 +236,51 @@ class PresenceSet(ChannelMachine):
         if action == _A_MESSAGE:
             return self._on_message(message)
         return ignored(message, "action not handled by presence")
+
+    def presence_events(self, message: ProtocolMessage) -> tuple[PresenceMessage, ...] | None:
+        """Apply a PRESENCE frame as :meth:`receive` does; return its events, unwrapped.
+
+        The connection's hot path, which builds no Output per frame.  ``None`` when the frame
+        is valid but not applied because the channel is not ATTACHED (``receive`` reports that
+        with a FrameIgnored event); ``()`` when nothing changed.
+
+        Raises:
+            ProtocolError: As :meth:`receive`.  Nothing was changed.
+        """
+        if message.channel != self._channel:
+            raise _wrong_channel(message, self._channel)
+        items: Sequence[PresenceMessage]
+        presence = message.presence
+        if presence.__class__ is tuple:
+            # checked_items, inlined for the hot path.
+            items = presence
+            for m in items:
+                if (
+                    m.__class__ is not PresenceMessage
+                    or m.client_id.__class__ is not str
+                    or m.connection_id.__class__ is not str
+                    or m.id.__class__ is not str
+                    or m.timestamp.__class__ is not int
+                    or m.action.__class__ is not PresenceAction
+                    or m.action is _ABSENT
+                ):
+                    items = normalized_items(message)
+                    break
+        else:
+            items = checked_items(message)
+        if self._state is not _ATTACHED:
+            return None
+        if message.channel_serial is not None:
+            self._channel_serial = message.channel_serial
+        if len(items) == 1:
+            # The common frame: one item, applied without building an events list.
+            m = items[0]
+            if not self._map.apply_one(m):
+                return ()
+            return items if items.__class__ is tuple else (m,)
+        if not items:
+            return ()
+        return self._map.apply(items)
 
     def _on_message(self, message: ProtocolMessage) -> Output:
         raw = message.messages or ()

@@ -30,13 +30,13 @@ The rules of that fold, applied here and nowhere else:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Final, Protocol
 
 import attrs
 
 from presence_core._backoff import Jitter
-from presence_core._errors import UsageError
+from presence_core._errors import ProtocolError, UsageError
 from presence_core._outbox import Frame, Outbox
 from presence_core._output import (
     EMPTY_OUTPUT,
@@ -88,6 +88,12 @@ _OWN_SERIAL: Final = (_CH.ATTACHED, _CH.DETACHED, _CH.FAILED)
 _DEAD_ROOM: Final = frozenset({_CH.DETACHED, _CH.SUSPENDED, _CH.FAILED, _CH.INITIALIZED})
 
 
+def check_serial(message: ProtocolMessage) -> None:
+    """Reject a negative msgSerial (the codec has already checked the types)."""
+    if message.msg_serial is not None and message.msg_serial < 0:
+        raise ProtocolError("msgSerial must not be negative", path="msgSerial")
+
+
 class Out:
     """Accumulates one call's events and commands; frozen into an Output at the end."""
 
@@ -103,6 +109,59 @@ class Out:
         if not (self.events or self.commands or self.operation is not None):
             return EMPTY_OUTPUT
         return Output(tuple(self.events), tuple(self.commands), self.operation)
+
+
+class Batch(Out):
+    """An :class:`Out` for several frames folded as one call (``Connection.receive_many``).
+
+    Each frame's events are appended in order, and a room's run of wrapped events continues
+    across frames until another event comes between: the batch holds exactly the events the
+    frames would give one by one, with fewer :class:`~presence_core.ChannelEvents` around them.
+    """
+
+    __slots__ = ("channel", "run")
+
+    def __init__(self) -> None:
+        super().__init__()
+        #: The channel of the open run, and its events so far.
+        self.channel: str | None = None
+        self.run: list[PresenceMessage | Message | ChannelStateChanged] = []
+
+    def start_run(
+        self, channel: str, events: Iterable[PresenceMessage | Message | ChannelStateChanged]
+    ) -> None:
+        """Close the open run and open one for ``channel`` with ``events``."""
+        self._close_run()
+        self.channel = channel
+        self.run = list(events)
+
+    def add(self, out: Output) -> None:
+        """Append one call's Output."""
+        for event in out.events:
+            if event.__class__ is ChannelEvents:
+                batch: ChannelEvents = event
+                if batch.channel == self.channel:
+                    self.run.extend(batch.events)
+                else:
+                    self.start_run(batch.channel, batch.events)
+            else:
+                self._close_run()
+                self.events.append(event)
+        self.commands.extend(out.commands)
+        if out.operation is not None:
+            self.operation = out.operation
+
+    def build(self) -> Output:
+        """The Output of every frame added."""
+        self._close_run()
+        return super().build()
+
+    def _close_run(self) -> None:
+        if self.run:
+            assert self.channel is not None
+            self.events.append(ChannelEvents(channel=self.channel, events=tuple(self.run)))
+            self.run = []
+        self.channel = None
 
 
 class Room:
@@ -136,10 +195,10 @@ class Router:
 
     __slots__ = ("jitter", "outbox", "recovered", "rooms", "settings")
 
-    def __init__(self, settings: ChannelSettings, jitter: Jitter) -> None:
+    def __init__(self, settings: ChannelSettings, jitter: Jitter, max_frames: int) -> None:
         #: The rooms in the order they were made; read directly by the connection.
         self.rooms: dict[str, Room] = {}
-        self.outbox = Outbox()
+        self.outbox = Outbox(max_frames)
         #: The timeouts and the jitter source every new room is built with.
         self.settings = settings
         self.jitter = jitter
@@ -205,23 +264,50 @@ class Router:
         else:
             self.absorb(room, room.presence.receive(message, now=t), t, b)
 
-    def receive_presence(self, room: Room, message: ProtocolMessage, t: int) -> Output:
-        """A PRESENCE frame for ``room``: :meth:`receive` and :meth:`absorb` for its usual case.
+    def receive_presence(self, message: ProtocolMessage) -> Output | None:
+        """A PRESENCE frame in its usual case: :meth:`receive` without the general fold.
 
-        A room's Output for a PRESENCE frame holds only presence events, or one FrameIgnored;
-        this folds it by the module's rule without building an :class:`Out`.  Anything else,
-        or frames held in the outbox, takes the general path.
+        ``None`` when the frame needs the general path (an unknown channel, frames held in the
+        outbox, a room that is not attached); nothing was changed then.
 
         Raises:
-            ProtocolError: The room rejected the frame; nothing was changed.
+            ProtocolError: The frame is malformed; nothing was changed.
         """
-        out = room.presence.receive(message, now=t)
-        events = out.events
-        if out.commands or out.operation is not None or self.outbox.holding:
-            return self.fold(room, out, t)
-        if not events or events[0].__class__ is not PresenceMessage:
-            return out
-        return channel_events_output(room.channel, events)  # type: ignore[arg-type]
+        events = self._presence_events(message)
+        if not events:
+            return events if events is None else EMPTY_OUTPUT
+        return channel_events_output(message.channel, events)  # type: ignore[arg-type]
+
+    def presence_into(self, message: ProtocolMessage, batch: Batch) -> bool:
+        """:meth:`receive_presence` for a batch: the events go into ``batch``.
+
+        Returns False, having changed nothing, when the frame needs the general path.
+
+        Raises:
+            ProtocolError: The frame is malformed; nothing was changed.
+        """
+        events = self._presence_events(message)
+        if events is None:
+            return False
+        if events:
+            channel = message.channel
+            if channel == batch.channel:
+                batch.run.extend(events)
+            else:
+                batch.start_run(channel, events)  # type: ignore[arg-type]
+        return True
+
+    def _presence_events(self, message: ProtocolMessage) -> tuple[PresenceMessage, ...] | None:
+        """A PRESENCE frame applied by its room, or ``None`` for the general path.
+
+        The frame names a room's channel whenever this returns events.
+        """
+        room = self.rooms.get(message.channel)  # type: ignore[arg-type]
+        if room is None or self.outbox.holding:
+            return None
+        if message.msg_serial is not None:
+            check_serial(message)
+        return room.presence.presence_events(message)
 
     def fold(self, room: Room, out: Output, t: int) -> Output:
         """``room``'s Output as the connection returns it."""

@@ -142,7 +142,9 @@ def test_readme_gives_the_main_job_and_the_ci_test_command() -> None:
     readme = _readme()
     assert 'pip install ".[server]" && presence-core demo --duration 5' in readme
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
-    (test_command,) = [line for line in ci if line.startswith("python -m pytest")]
+    tests = ci[ci.index('echo "== tests"') + 1 :]
+    test_command = " && ".join(line for line in tests if line and not line.startswith("#"))
+    assert test_command.startswith("coverage run -m pytest")
     assert f'pip install -e ".[dev]" && {test_command}\n' in readme
 
 

@@ -170,7 +170,7 @@ def test_auth_unknown_key_or_wrong_secret_refused_40101(params: dict[str, str]) 
 
 def test_auth_unsupported_format_refused() -> None:
     server = make_server()
-    out = server.connect("t1", {"key": KEY.key, "format": "msgpack"}, now=T0)
+    out = server.connect("t1", {"key": KEY.key, "format": "xml"}, now=T0)
     assert actions(out, "t1") == [P.ERROR]
     assert out.disconnected() == ("t1",)
 
@@ -476,10 +476,13 @@ def test_reentry_with_current_id_is_idempotent() -> None:
     changed = presence(server, alice, CH, A.ENTER, {"v": 2}, client_id="alice", id=original)
     (item,) = presence_items(changed, "tb")
     assert (item.action, item.id, item.data) == (A.UPDATE, f"{alice.connection_id}:2:0", {"v": 2})
-    # A stale id (not the current one) is stamped as usual too.
-    stale = presence(server, alice, CH, A.ENTER, {"v": 2}, id=original)
-    (again,) = presence_items(stale, "tb")
-    assert again.id == f"{alice.connection_id}:3:0"
+    # A stale id (older than the member's current one, same connection) re-enters from a
+    # state the member's latest update replaced: ACKed, nothing broadcast, nothing changed.
+    stale = presence(server, alice, CH, A.ENTER, {"v": 1}, client_id="alice", id=original)
+    assert stale.messages_for("ta") == (ProtocolMessage(action=P.ACK, msg_serial=3, count=1),)
+    assert stale.messages_for("tb") == ()
+    (latest,) = server.members(CH)
+    assert (latest.id, latest.data) == (f"{alice.connection_id}:2:0", {"v": 2})
 
 
 def test_presence_frame_with_several_items_applied_in_order() -> None:

@@ -270,6 +270,23 @@ def test_RTL13a_a_server_detach_reattaches_and_reenters() -> None:
     sim.assert_converged()
 
 
+def test_RTL13a_a_restart_owing_the_reentry_after_a_server_detach_loses_the_member() -> None:
+    """The process dies after its room attached again but before it re-entered: the server
+    removed the member at the detach, and the new process, whose ATTACHED is RESUMED (the old
+    one had attached again), does not know it.  The intent model counts it uncertain."""
+    sim = two_clients()
+    sim.run_until_quiet(
+        [
+            *entered(),
+            ServerDetach(at=2_000, client="alice", room="lobby"),
+            Restart(at=2_055, client="alice", down_for=100),
+        ]
+    )
+    assert [m.client_id for m in sim.server_members("lobby")] == ["bob"]
+    assert actions(sim, "bob", "alice") == ["ENTER", "LEAVE"]
+    sim.assert_converged()
+
+
 def test_RTL14_a_channel_failure_drops_the_members_until_the_room_is_attached_again() -> None:
     sim = two_clients()
     sim.run(

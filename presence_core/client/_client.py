@@ -7,23 +7,26 @@ to resume, what to resend) is the reducer's; the jitter of its retries is ``rand
 passed into it.
 
 **One caller at a time.**  Every reducer call goes through :meth:`Client._call` (or the frame
-receiver, its copy for the hot path), which makes the call and performs its whole Output with
-no await in between.  On an event loop nothing else runs meanwhile, so the inputs are
-serialized without a lock, and each Output's commands run in order before the next input.
+receiver, its copy for the hot path, which folds frames read together into one call), which
+makes the call and performs its whole Output with no await in between.  On an event loop
+nothing else runs meanwhile, so the inputs are serialized without a lock, and each Output's
+commands run in order before the next input.
 
 **Performing the Output.**  Events first, then commands.  Presence events go to the room's
 listeners and feeds; state changes wake whoever waits for them; operation results settle the
 awaiting ``enter``/``update``/``leave``.  ``OpenTransport`` starts a task that opens a link
 and reads it, reporting its end with ``transport_closed``; ``CloseTransport`` closes the
-current link; every other command sends its frame on the current link.
+current link; ``RenewToken`` starts the auth callback, whose token goes to ``authorize``;
+every other command sends its frame on the current link.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import random
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, Final, TypeAlias
 
@@ -46,12 +49,13 @@ from presence_core._output import (
     OperationSucceeded,
     Output,
     ReentryFailed,
+    RenewToken,
 )
 from presence_core._wire import ErrorInfo, ProtocolMessage
 from presence_core.client._feeds import Feed, StateWatch
 from presence_core.client._host import ServerHost
 from presence_core.client._rooms import AsyncListener, Room, Rooms
-from presence_core.client._support import Mailbox, Timer, now_ms
+from presence_core.client._support import Mailbox, Timer, now_ms, redacted, token_expires_at
 from presence_core.client._transport import Connector, Link, TransportError, WebSocketConnector
 from presence_core.server import Server
 
@@ -64,6 +68,12 @@ _CS = ConnectionState
 _ENDED: Final = (_CS.CLOSED, _CS.FAILED)
 #: How long ``close()`` lets the transports finish their closing handshakes (seconds).
 _LINGER: Final = 2.0
+
+#: States in which a token from the auth callback is dropped, not given to the reducer.
+_NOT_RENEWED: Final = (_CS.CLOSING, _CS.CLOSED, _CS.FAILED)
+
+#: Gives a new token: a plain function or a coroutine function, called with no arguments.
+AuthCallback: TypeAlias = Callable[[], "str | Awaitable[str]"]
 
 #: What :func:`connect` connects to.
 Target: TypeAlias = "str | Server | ServerHost | Connector"
@@ -112,8 +122,11 @@ class Client:
         connector: Connector,
         connection: Connection,
         host: ServerHost | None = None,
+        auth_callback: AuthCallback | None = None,
     ) -> None:
         self._connector = connector
+        self._auth_callback = auth_callback
+        self._renewing = False
         self._conn = connection
         self._host = host
         self._rooms: dict[str, Room] = {}
@@ -131,7 +144,6 @@ class Client:
         self._timer = Timer(connection.next_deadline, self._tick)
         self._idle = anyio.Event()
         self._idle.set()
-        self._receive = connection.receive
         #: The connection's state and changes.
         self.connection = ConnectionHandle(connection)
         #: The client's rooms.
@@ -256,22 +268,9 @@ class Client:
             if entry in self._conditions:
                 self._conditions.remove(entry)
 
-    def _receiver(self, tid: int) -> Callable[[ProtocolMessage], None]:
+    def _receiver(self, tid: int) -> _Receiver:
         """The frame handler of transport ``tid``: ``_call`` specialised for frames."""
-        receive = self._receive
-        perform = self._perform
-
-        def deliver(message: ProtocolMessage) -> None:
-            try:
-                out = receive(message, transport_id=tid, now=now_ms())
-            except ProtocolError as exc:
-                # The reducer refused the frame and changed nothing; its timers judge the
-                # connection, so the transport stays.
-                _log.warning("frame refused: %s", exc)
-                return
-            perform(out)
-
-        return deliver
+        return _Receiver(self, tid)
 
     def _tick(self) -> None:
         self._call(lambda t: self._conn.tick(now=t))
@@ -308,8 +307,11 @@ class Client:
             if result is not None:
                 result.put(event.error if isinstance(event, OperationFailed) else None)
         elif isinstance(event, ConnectionStateChanged):
-            if _log.isEnabledFor(logging.INFO):
-                _log.info(
+            # A failed connection stays so until the application acts: say it louder.
+            level = logging.WARNING if event.current is _CS.FAILED else logging.INFO
+            if _log.isEnabledFor(level):
+                _log.log(
+                    level,
                     "connection: %s -> %s (%s)",
                     event.previous.value,
                     event.current.value,
@@ -325,7 +327,7 @@ class Client:
             )
         elif isinstance(event, FrameIgnored):
             if _log.isEnabledFor(logging.DEBUG):
-                _log.debug("frame ignored (%s): %r", event.reason, event.message)
+                _log.debug("frame ignored (%s): %r", event.reason, redacted(event.message))
         elif _log.isEnabledFor(logging.DEBUG):
             _log.debug("event: %r", event)
 
@@ -335,12 +337,50 @@ class Client:
                 self._open(command)
             elif isinstance(command, CloseTransport):
                 self._close_current(command.reason)
+            elif isinstance(command, RenewToken):
+                self._renew(command.reason)
             else:
                 link = self._links.get(self._current) if self._current is not None else None
                 if link is not None:
                     link.send(command.message)
                 elif _log.isEnabledFor(logging.DEBUG):
-                    _log.debug("no transport for %r", command.message)
+                    _log.debug("no transport for %r", redacted(command.message))
+
+    # -- tokens -----------------------------------------------------------------------------
+    def _renew(self, reason: ErrorInfo | None) -> None:
+        """Start the auth callback for the reducer's RenewToken, unless it is running already."""
+        if self._renewing or self._auth_callback is None or self._group is None:
+            return
+        self._renewing = True
+        if reason is not None:
+            _log.info("token refused (%s): renewing it", reason)
+        self._group.start_soon(self._renewal)
+
+    async def _renewal(self) -> None:
+        """Get a token from the auth callback and hand it to the reducer (``authorize``).
+
+        A callback that fails, answers late or gives no token is logged; the reducer asks
+        again at its next retry, and an expiring token is still refused by the server then.
+        """
+        callback = self._auth_callback
+        assert callback is not None
+        token: object = None
+        try:
+            with anyio.fail_after(self._conn.settings.realtime_request_timeout / 1000):
+                token = callback()
+                if inspect.isawaitable(token):
+                    token = await token
+        except Exception as exc:
+            _log.warning("auth_callback failed: %r", exc)
+        finally:
+            self._renewing = False
+        if type(token) is not str or not token:
+            if token is not None:
+                _log.warning("auth_callback gave %r, not a token string", type(token).__name__)
+            return
+        if self._conn.state in _NOT_RENEWED:
+            return  # closed meanwhile: a token must not open it again
+        self._call(lambda t: self._conn.authorize(token, expires_at=token_expires_at(token), now=t))
 
     # -- transports -------------------------------------------------------------------------
     def _open(self, command: OpenTransport) -> None:
@@ -400,6 +440,38 @@ class Client:
         return runner
 
 
+class _Receiver:
+    """What a link hands the frames of transport ``tid`` to: one reducer call per read.
+
+    Frames read together go to :meth:`Connection.receive_many`, so a burst costs one reducer
+    call and one Output, with the events of one room in one batch for its listeners.
+    """
+
+    __slots__ = ("_perform", "_receive", "_receive_many", "_tid")
+
+    def __init__(self, client: Client, tid: int) -> None:
+        self._tid = tid
+        self._receive = client._conn.receive
+        self._receive_many = client._conn.receive_many
+        self._perform = client._perform
+
+    def __call__(self, message: ProtocolMessage) -> None:
+        try:
+            out = self._receive(message, transport_id=self._tid, now=now_ms())
+        except ProtocolError as exc:
+            # The reducer refused the frame and changed nothing; its timers judge the
+            # connection, so the transport stays.
+            _log.warning("frame refused: %s", exc)
+            return
+        self._perform(out)
+
+    def many(self, messages: list[ProtocolMessage]) -> None:
+        out, refused = self._receive_many(messages, transport_id=self._tid, now=now_ms())
+        self._perform(out)
+        for _, exc in refused:
+            _log.warning("frame refused: %s", exc)
+
+
 def _connector(
     target: Target, ssl_context: ssl.SSLContext | None
 ) -> tuple[Connector, ServerHost | None]:
@@ -419,6 +491,7 @@ def connect(
     *,
     key: str | None = None,
     token: str | None = None,
+    auth_callback: AuthCallback | None = None,
     client_id: str | None = None,
     recover: str | None = None,
     settings: ConnectionSettings | None = None,
@@ -431,8 +504,16 @@ def connect(
         target: A ``ws://`` or ``wss://`` URL; a :class:`~presence_core.server.Server` in this
             process (its :class:`ServerHost` is found or made); a ServerHost; or any
             :class:`Connector`.
-        key: An API key ``name:secret``.  Exactly one of ``key`` and ``token``.
-        token: A token string.
+        key: An API key ``name:secret``.  Give a key, or a token and/or an ``auth_callback``.
+        token: A token string (an Ably JWT or an opaque token).  Without ``auth_callback`` it
+            cannot be renewed: once the server refuses it (40142 when it expires), the
+            connection fails with 40171.
+        auth_callback: Gives a new token when the connection needs one: before connecting
+            if no ``token`` was given, when the server refuses the token, and ahead of a
+            JWT's ``exp`` (``ConnectionSettings.token_renewal_margin`` before it, or halfway
+            through its life if that is later).  A plain function or a coroutine function
+            with no arguments, returning the token string; it is awaited for at most
+            ``realtime_request_timeout``, and one that fails is asked again at the next retry.
         client_id: The clientId to connect as (adopted from the server when ``None``).
         recover: A :attr:`Client.recovery_key` from another process (RTN16).
         settings: The connection's timeouts (:class:`~presence_core.ConnectionSettings`).
@@ -440,9 +521,11 @@ def connect(
         ssl_context: TLS settings for ``wss://``.
 
     Raises:
-        UsageError: Neither or both of ``key`` and ``token``, an invalid ``client_id``, or a
-            target that is none of the above.
+        UsageError: No credential, a key with a token or an ``auth_callback``, an invalid
+            ``client_id``, or a target that is none of the above.
     """
+    if auth_callback is not None and not callable(auth_callback):
+        raise UsageError(f"auth_callback must be callable, not {auth_callback!r}")
     connector, host = _connector(target, ssl_context)
     connection = Connection(
         key=key,
@@ -451,5 +534,7 @@ def connect(
         settings=settings,
         jitter=jitter,
         recover=recover,
+        renewable=auth_callback is not None,
+        token_expires_at=None if token is None else token_expires_at(token),
     )
-    return Client(connector, connection, host)
+    return Client(connector, connection, host, auth_callback)

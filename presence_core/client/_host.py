@@ -267,10 +267,18 @@ class InProcessLink:
         inbox = self._inbox
         items = inbox.items
         pop = items.popleft
+        many = getattr(deliver, "many", None)
         try:
             while await inbox.ready():
-                while items:
-                    deliver(pop())
+                if many is None or len(items) == 1:
+                    while items:
+                        deliver(pop())
+                else:
+                    # The frames queued while the reader waited go in one call, as the frames
+                    # of one socket read do.
+                    batch = list(items)
+                    items.clear()
+                    many(batch)
         finally:
             self._host.closed(self.transport_id)
         return self._reason if self._reason is not None else _DROPPED

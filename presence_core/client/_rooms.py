@@ -117,9 +117,12 @@ class RoomPresence:
         self._client = room._client
         self._set = room._set
         self._subscriptions: list[Subscription] = []
-        # The listeners of each action, rebuilt on every (un)subscribe so that delivery
-        # reads one tuple per event.
-        self._by_action: dict[PresenceAction, tuple[Subscription, ...]] = {}
+        # What each action's events are handed to, rebuilt on every (un)subscribe so that
+        # delivery reads one tuple per event.  Updated in place: a room's delivery loop holds
+        # this dict, so a listener that subscribes or unsubscribes counts from the next event.
+        self._by_action: dict[PresenceAction, tuple[Callable[[PresenceMessage], None], ...]] = (
+            dict.fromkeys(PresenceAction, ())
+        )
 
     # -- listeners --------------------------------------------------------------------------
     @overload
@@ -149,7 +152,7 @@ class RoomPresence:
         if inspect.iscoroutinefunction(listener):
             runner = self._client._spawn_listener(listener)
             return self._add(chosen, runner, runner.close)
-        return self._add(chosen, _guarded(listener))
+        return self._add(chosen, listener)
 
     def unsubscribe_all(self) -> None:
         """Remove every listener and feed of this room (RTP7c)."""
@@ -279,24 +282,10 @@ class RoomPresence:
         self._rebuild()
 
     def _rebuild(self) -> None:
-        self._by_action = {
-            action: tuple(s for s in self._subscriptions if action in s.actions)
+        self._by_action.update(
+            (action, tuple(s.call for s in self._subscriptions if action in s.actions))
             for action in _EVENT_ACTIONS
-        }
-
-    def _emit(self, event: PresenceMessage) -> None:
-        for subscription in self._by_action.get(event.action, ()):
-            subscription.call(event)
-
-
-def _guarded(listener: Callable[[PresenceMessage], Any]) -> Callable[[PresenceMessage], None]:
-    def call(event: PresenceMessage) -> None:
-        try:
-            listener(event)
-        except Exception:
-            _log.exception("presence listener %r raised", listener)
-
-    return call
+        )
 
 
 def _out_of_sync() -> PresenceError:
@@ -429,12 +418,19 @@ class Room:
         raise _error(change.reason, f"the room became {change.current.value}", 90000)
 
     def _dispatch(self, events: Sequence[object]) -> bool:
-        """Deliver one batch of the room's events; return whether its state changed."""
+        """Deliver one batch of the room's events; return whether its state changed.
+
+        A listener that raises is logged, and the others still get the event.
+        """
         changed = False
-        emit = self._presence._emit
+        listeners = self._presence._by_action
         for event in events:
             if event.__class__ is PresenceMessage:
-                emit(event)
+                for call in listeners[event.action]:
+                    try:
+                        call(event)
+                    except Exception:
+                        _log.exception("presence listener %r raised", call)
             elif isinstance(event, ChannelStateChanged):
                 changed = True
                 self._reason = event.reason

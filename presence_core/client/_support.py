@@ -4,6 +4,9 @@ Both drive a sans-IO reducer the same way: every input is a synchronous call wit
 from :func:`now_ms`, and one :class:`Timer` calls the reducer's ``tick`` when ``now`` reaches
 its ``next_deadline()``.  A :class:`Mailbox` carries items from synchronous code (a reducer's
 commands) to the one task that consumes them, so performing a command never blocks.
+
+The client also reads one thing from a token here, a JWT's expiry, to renew it in time; and
+:func:`redacted` keeps credentials out of the frames it logs.
 """
 
 from __future__ import annotations
@@ -11,18 +14,58 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import anyio
+import attrs
+import jwt
+
+from presence_core._wire import AuthDetails, ProtocolMessage
 
 __all__: list[str] = []
 
 T = TypeVar("T")
 
+#: What a credential is replaced with in a logged frame.
+_HIDDEN = "<redacted>"
+
 
 def now_ms() -> int:
     """The reducers' ``now``: wall-clock milliseconds since the Unix epoch."""
     return time.time_ns() // 1_000_000
+
+
+def token_expires_at(token: str) -> int | None:
+    """When ``token`` expires (epoch ms): a JWT's ``exp``; ``None`` for an opaque token.
+
+    The signature is not checked: only the server can, and the client only needs to know
+    when to renew.
+    """
+    if token.count(".") != 2:
+        return None  # opaque: only three dot-separated parts make a JWT
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return None
+    exp = claims.get("exp")
+    return int(exp * 1000) if isinstance(exp, int | float) and not isinstance(exp, bool) else None
+
+
+def redacted(message: ProtocolMessage) -> ProtocolMessage:
+    """``message`` as a log line may show it: connection keys and tokens hidden.
+
+    A connection key is a resume credential and a token a bearer one: whoever reads a log must
+    not be able to take over the connection with them.
+    """
+    changes: dict[str, Any] = {}
+    if message.connection_key is not None:
+        changes["connection_key"] = _HIDDEN
+    details = message.connection_details
+    if details is not None and details.connection_key is not None:
+        changes["connection_details"] = attrs.evolve(details, connection_key=_HIDDEN)
+    if message.auth is not None:
+        changes["auth"] = AuthDetails(access_token=_HIDDEN)
+    return attrs.evolve(message, **changes) if changes else message
 
 
 class Timer:

@@ -37,7 +37,7 @@ from wsproto.utilities import ProtocolError as WsProtocolError
 from presence_core._codec import decode, encode_text
 from presence_core._errors import PresenceError, ProtocolError, UsageError
 from presence_core._wire import ErrorInfo, ProtocolMessage
-from presence_core.client._support import Mailbox
+from presence_core.client._support import Mailbox, redacted
 
 __all__ = ["TransportError", "Link", "Connector", "WebSocketConnector"]
 
@@ -55,7 +55,9 @@ class TransportError(PresenceError):
         super().__init__(message, code=code, status_code=status_code)
 
 
-#: A link's receiver: called with every frame read, in order.
+#: A link's receiver: called with every frame read, in order.  A receiver that also has a
+#: ``many(frames)`` method (the client's has) gets the frames read together (from one read of
+#: the socket, or queued while the reader waited) in one call, in the order they were read.
 Deliver = Callable[[ProtocolMessage], None]
 
 
@@ -179,7 +181,7 @@ class WebSocketLink:
             return
         text = encode_text(message)
         if _log.isEnabledFor(logging.DEBUG):
-            _log.debug("send %s", text)
+            _log.debug("send %r", redacted(message))
         self._out.put(self._ws.send(TextMessage(data=text)))
 
     def close(self) -> None:
@@ -226,25 +228,29 @@ class WebSocketLink:
         ws = self._ws
         texts: list[str] = []
         blobs: list[bytes] = []
+        # The frames of one read of the socket, handed to the client together.
+        frames: list[ProtocolMessage] = []
         while True:
             try:
                 for event in ws.events():
                     if isinstance(event, TextMessage):
                         texts.append(event.data)
                         if event.message_finished:
-                            self._deliver("".join(texts), deliver)
+                            self._decode("".join(texts), frames)
                             texts.clear()
                     elif isinstance(event, BytesMessage):
                         blobs.append(bytes(event.data))
                         if event.message_finished:
-                            self._deliver(b"".join(blobs), deliver)
+                            self._decode(b"".join(blobs), frames)
                             blobs.clear()
                     elif isinstance(event, Ping):
                         self._out.put(ws.send(event.response()))
                     elif isinstance(event, CloseConnection):
+                        _hand_over(frames, deliver)
                         if ws.state is WsState.REMOTE_CLOSING:
                             self._out.put(ws.send(event.response()))
                         return _lost(f"closed by the server: {event.code} {event.reason}")
+                _hand_over(frames, deliver)
                 data = await self._stream.receive(_READ_SIZE)
                 ws.receive_data(data)
             except WsProtocolError as exc:
@@ -253,9 +259,7 @@ class WebSocketLink:
                 return _lost(f"WebSocket lost: {exc!r}")
 
     @staticmethod
-    def _deliver(frame: str | bytes, deliver: Deliver) -> None:
-        if _log.isEnabledFor(logging.DEBUG):
-            _log.debug("receive %r", frame)
+    def _decode(frame: str | bytes, frames: list[ProtocolMessage]) -> None:
         try:
             message = decode(frame)
         except ProtocolError as exc:
@@ -263,4 +267,22 @@ class WebSocketLink:
             # stays up, as the reducer's own timers judge the connection.
             _log.warning("undecodable frame dropped: %s", exc)
             return
-        deliver(message)
+        if _log.isEnabledFor(logging.DEBUG):
+            _log.debug("receive %r", redacted(message))
+        frames.append(message)
+
+
+def _hand_over(frames: list[ProtocolMessage], deliver: Deliver) -> None:
+    """Give the frames read so far to ``deliver`` (see :data:`Deliver`) and empty the list."""
+    if len(frames) <= 1:
+        if frames:
+            deliver(frames.pop())
+        return
+    batch = frames[:]
+    frames.clear()
+    many = getattr(deliver, "many", None)
+    if many is not None:
+        many(batch)
+    else:
+        for message in batch:
+            deliver(message)

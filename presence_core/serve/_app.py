@@ -7,9 +7,18 @@ RULES OF THIS MODULE
   The timer runs in the lifespan task when the ASGI server sends lifespan events, and otherwise
   in the task of any open WebSocket (the host hands it over as sockets come and go).
 * Frames go in raw (``receive_frame``), so a frame the codec refuses gets the reducer's NACK or
-  ERROR.  A broadcast is one ``Deliver`` whose recipients are performed one after another; the
-  :class:`_Encoder` keeps the text of the last frame it encoded, so each broadcast is encoded
-  once and the same string is written to every recipient.
+  ERROR.
+* Each socket has the format its upgrade's ``format`` names: ``msgpack`` frames go out as
+  binary WebSocket messages, ``json`` ones as text.  Every frame a socket is sent is in its
+  format, the answer to a refused connect included, so a client can always parse the answer
+  to what it asked.  A socket whose format the app cannot write (``format=xml``, or msgpack
+  when it is not installed) is written in JSON, so the reducer's refusal of that format
+  (40000) reaches its client readably.
+* A broadcast is one ``Deliver`` whose recipients are performed one after another; the
+  :class:`_Encoder` keeps, per format, the last frame it encoded, so each broadcast is encoded
+  once per format in use and the same string or bytes are written to every recipient.
+* A frame that cannot be encoded in a socket's format (a value that only a caller-built
+  message can hold) is logged and that socket closed, so the other recipients still get it.
 * Each socket has one writer task and a bounded queue, so its frames go out in order and a slow
   reader never blocks the reducer or the other sockets.  A socket whose queue is full is sent
   DISCONNECTED with error 80020 (Ably's code for a subscriber too slow for its message rate)
@@ -29,6 +38,8 @@ import anyio
 import anyio.abc
 
 from presence_core._codec import encode_text
+from presence_core._errors import UsageError
+from presence_core._msgpack import FORMAT as MSGPACK, available as msgpack_available, encode_msgpack
 from presence_core._wire import ErrorInfo, ProtocolAction, ProtocolMessage
 from presence_core.client import ServerHost
 from presence_core.serve._rest import Rest
@@ -43,37 +54,64 @@ Scope: TypeAlias = Mapping[str, Any]
 Receive: TypeAlias = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send: TypeAlias = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
+#: A frame as a WebSocket carries it: text for JSON, bytes for a binary format.
+Frame: TypeAlias = str | bytes
+
+#: The serializer of each format the app writes.
+_SERIALIZERS: Final[Mapping[str, Callable[[ProtocolMessage], Frame]]] = {
+    "json": encode_text,
+    MSGPACK: encode_msgpack,
+}
+
 #: What a client whose send queue overflowed is told before its socket closes.
 OVERFLOW: Final = ErrorInfo(
     code=80020, status_code=503, message="Connection too slow: its send queue overflowed"
 )
 
 
-class _Encoder:
-    """Encodes each delivered frame once: a broadcast hands it the same message repeatedly."""
+def _socket_format(params: Mapping[str, str]) -> str:
+    """The format a socket's frames are written in, from its upgrade's query parameters."""
+    fmt = params.get("format", "json")
+    if fmt == MSGPACK and msgpack_available():
+        return fmt
+    return "json"
 
-    __slots__ = ("_message", "_text")
+
+class _Encoder:
+    """Encodes each delivered frame once per format, shared by that format's recipients.
+
+    A broadcast is one message handed to :meth:`frame` once per recipient, one after another.
+    """
+
+    __slots__ = ("_last",)
 
     def __init__(self) -> None:
-        self._message: ProtocolMessage | None = None
-        self._text = ""
+        self._last: dict[str, tuple[ProtocolMessage, Frame]] = {}
 
-    def text(self, message: ProtocolMessage) -> str:
-        if message is not self._message:
-            self._text = encode_text(message)
-            self._message = message
-        return self._text
+    def frame(self, message: ProtocolMessage, fmt: str) -> Frame:
+        """``message`` encoded in ``fmt``; the same object while the message is the same.
+
+        Raises:
+            UsageError: ``message`` cannot be encoded in ``fmt``.
+        """
+        last = self._last.get(fmt)
+        if last is not None and last[0] is message:
+            return last[1]
+        encoded = _SERIALIZERS[fmt](message)
+        self._last[fmt] = (message, encoded)
+        return encoded
 
 
 class _SocketPeer:
-    """The server end of one WebSocket: a bounded queue of text frames and its writer."""
+    """The server end of one WebSocket: its format, a bounded queue of frames and its writer."""
 
-    __slots__ = ("_closing", "_encoder", "_limit", "_queue", "_wake")
+    __slots__ = ("_closing", "_encoder", "_format", "_limit", "_queue", "_wake")
 
-    def __init__(self, encoder: _Encoder, limit: int) -> None:
+    def __init__(self, encoder: _Encoder, limit: int, fmt: str) -> None:
         self._encoder = encoder
         self._limit = limit
-        self._queue: deque[str] = deque()
+        self._format = fmt
+        self._queue: deque[Frame] = deque()
         self._closing: int | None = None  # the close code, once the socket is to close
         self._wake = anyio.Event()
 
@@ -85,10 +123,16 @@ class _SocketPeer:
             _log.warning("send queue overflowed (%d frames): disconnecting", self._limit)
             self._queue.clear()
             frame = ProtocolMessage(action=ProtocolAction.DISCONNECTED, error=OVERFLOW)
-            self._queue.append(encode_text(frame))
+            self._queue.append(_SERIALIZERS[self._format](frame))
             self._closing = 1008
         else:
-            self._queue.append(self._encoder.text(message))
+            try:
+                encoded = self._encoder.frame(message, self._format)
+            except UsageError as exc:
+                _log.error("cannot send a frame as %s (%s): closing the socket", self._format, exc)
+                self.abort()
+                return
+            self._queue.append(encoded)
         self._wake.set()
 
     def disconnect(self, reason: ErrorInfo | None) -> None:
@@ -108,7 +152,11 @@ class _SocketPeer:
         queue = self._queue
         while True:
             while queue:
-                await send({"type": "websocket.send", "text": queue.popleft()})
+                frame = queue.popleft()
+                if isinstance(frame, str):
+                    await send({"type": "websocket.send", "text": frame})
+                else:
+                    await send({"type": "websocket.send", "bytes": frame})
             if self._closing is not None:
                 await send({"type": "websocket.close", "code": self._closing})
                 done.cancel()
@@ -207,7 +255,7 @@ class PresenceApp:
         query = scope.get("query_string", b"").decode("latin-1")
         params = dict(parse_qsl(query, keep_blank_values=True))
         host = self._host
-        peer = _SocketPeer(self._encoder, self._send_queue)
+        peer = _SocketPeer(self._encoder, self._send_queue, _socket_format(params))
         self._sockets += 1
         self._idle = anyio.Event()
         try:

@@ -1,7 +1,8 @@
-"""The command-line programs: ``serve``, ``watch`` and ``enter`` (``demo`` is in ``_demo``).
+"""The command-line programs: ``serve``, ``watch``, ``enter`` and ``token`` (``demo``: ``_demo``).
 
-Each runs on anyio (``--backend asyncio`` or ``trio``) and ends on SIGINT or SIGTERM by
-cancelling its work, so clients close (their members leave at once) and the process exits 0.
+Each but ``token`` runs on anyio (``--backend asyncio`` or ``trio``) and ends on SIGINT or
+SIGTERM by cancelling its work, so clients close (their members leave at once) and the process
+exits 0.  ``token`` prints a JWT and exits.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from presence_core.client import Client, FeedOverflow, Room, connect
 from presence_core.serve._app import PresenceApp
 from presence_core.serve._run import bind, serve
 from presence_core.serve._settings import load_config, parse_key
+from presence_core.serve._tokens import mint_jwt
 from presence_core.server import ApiKey, Server
 
 __all__: list[str] = []
@@ -85,8 +87,9 @@ def serve_command(args: argparse.Namespace) -> int:
     if args.key:
         shown = args.key[0]
     elif not config.keys and not config.tokens:
-        # Never a fixed default secret: a fresh one per run, shown once in the banner.
-        generated = ApiKey(name="local.dev", secret=secrets.token_urlsafe(12))
+        # Never a fixed default secret: a fresh one per run, shown once in the banner.  32 bytes,
+        # as long as an Ably key's, and the least PyJWT accepts for HS256 without a warning.
+        generated = ApiKey(name="local.dev", secret=secrets.token_urlsafe(32))
         config = attrs.evolve(config, keys=(generated,))
         shown = generated.key
     sock = bind(args.host, args.port)
@@ -106,6 +109,24 @@ def serve_command(args: argparse.Namespace) -> int:
             ),
             backend=args.backend,
         )
+    return 0
+
+
+def token_command(args: argparse.Namespace) -> int:
+    """``presence-core token``: print an Ably JWT signed with ``--key``, on the last line."""
+    try:
+        capability = None if args.capability is None else json.loads(args.capability)
+        if args.ttl <= 0:
+            raise UsageError("--ttl must be a positive number of seconds")
+        ttl = max(1, round(args.ttl * 1000))
+        key = parse_key(args.key)
+        token = mint_jwt(key, client_id=args.client_id, ttl=ttl, capability=capability)
+    except (json.JSONDecodeError, UsageError) as exc:
+        print(f"presence-core token: {exc}", file=sys.stderr)
+        return 2
+    who = "no clientId" if args.client_id is None else f"clientId {args.client_id!r}"
+    print(f"JWT for {who}, signed by key {key.name!r}, valid for {ttl / 1000:g} s:")
+    print(token)
     return 0
 
 

@@ -6,10 +6,14 @@ of presence messages (action 1, present, as a SYNC lists them), filtered by the 
 and ``connectionId`` query parameters, at most ``limit`` of them (100 by default, at most
 1,000), with a ``Link`` header whose ``rel="next"`` page continues the list.  A client that
 cannot read response headers asks for ``envelope=json`` and gets the body wrapped with its
-status code and headers.  Credentials are the API key in HTTP Basic auth or a token as a
-Bearer (base64, as ably-js sends them), checked by the reducer's own rules; listing members
-needs the ``subscribe`` capability on the channel.  Errors have Ably's REST shape,
-``{"error": {"code", "statusCode", "message"}}``.
+status code and headers.  Credentials are the API key in HTTP Basic auth or a token (opaque
+or an Ably JWT) as a Bearer (base64, as ably-js sends them), checked by the reducer's own
+rules; listing members needs the ``subscribe`` capability on the channel.  Errors have Ably's
+REST shape, ``{"error": {"code", "statusCode", "message"}}``.
+
+A client that accepts ``application/x-msgpack`` (ably-js on Node, by default) gets the same
+body in msgpack, binary data as msgpack bin: ably-js decodes a presence page in the format it
+asked for, whatever the response's content type says.
 """
 
 from __future__ import annotations
@@ -22,8 +26,10 @@ from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qsl, quote, urlencode
 
 from presence_core._codec import encode
+from presence_core._msgpack import encode_msgpack, load, unpack_unchecked
 from presence_core._wire import ChannelMode, ErrorInfo, ProtocolAction, ProtocolMessage
 from presence_core.client import ServerHost
+from presence_core.client._support import now_ms
 from presence_core.server import ServerConnectionState
 from presence_core.server._auth import Authenticator, capability_modes
 
@@ -36,6 +42,7 @@ _DEFAULT_LIMIT: Final = 100
 _MAX_LIMIT: Final = 1_000
 _PRESENCE_PREFIX: Final = "/channels/"
 _PRESENCE_SUFFIX: Final = "/presence"
+_MSGPACK: Final = "application/x-msgpack"
 
 
 class _HttpError(Exception):
@@ -56,6 +63,7 @@ class Rest:
         """Answer one HTTP request for ``path`` (below the mount point)."""
         query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
         envelope = query.pop("envelope", None) is not None
+        binary = _MSGPACK in (_header(scope, b"accept") or "") or query.get("format") == "msgpack"
         headers: dict[str, str] = {}
         body: Any
         try:
@@ -69,7 +77,7 @@ class Rest:
                     raise _HttpError(404, 40400, "No channel named")
                 self._authorize(scope, query, channel)
                 status = 200
-                body, headers = self._presence(channel, query)
+                body, headers = self._presence(channel, query, binary=binary)
             else:
                 raise _HttpError(404, 40400, f"Not found: {path}")
         except _HttpError as problem:
@@ -79,8 +87,12 @@ class Rest:
         if envelope:
             body = {"statusCode": status, "response": body, "headers": headers}
             status = 200
-        data = json.dumps(body, separators=(",", ":")).encode()
-        raw = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(data))]
+        if binary:
+            data: bytes = load().packb(body, use_bin_type=True)
+            kind = _MSGPACK.encode()
+        else:
+            data, kind = json.dumps(body, separators=(",", ":")).encode(), b"application/json"
+        raw = [(b"content-type", kind), (b"content-length", b"%d" % len(data))]
         raw.extend((name.encode(), value.encode()) for name, value in headers.items())
         await send({"type": "http.response.start", "status": status, "headers": raw})
         await send({"type": "http.response.body", "body": data})
@@ -109,14 +121,17 @@ class Rest:
                 params = {"key": decoded}
             elif kind.lower() == "bearer":
                 params = {"access_token": decoded if decoded is not None else value.strip()}
-        grant = self._auth.authenticate(params)
+        # The adapter reads the clock: a JWT's expiry is checked against it.
+        grant = self._auth.authenticate(params, now=now_ms())
         if isinstance(grant, ErrorInfo):
             raise _HttpError(grant.status_code, grant.code, grant.message)
         capability = grant[0].capability
         if not capability_modes(capability, channel) & ChannelMode.PRESENCE_SUBSCRIBE:
             raise _HttpError(401, 40160, f"No subscribe permission on {channel!r}")
 
-    def _presence(self, channel: str, query: Mapping[str, str]) -> tuple[list[Any], dict[str, str]]:
+    def _presence(
+        self, channel: str, query: Mapping[str, str], *, binary: bool
+    ) -> tuple[list[Any], dict[str, str]]:
         try:
             limit = int(query.get("limit", _DEFAULT_LIMIT))
             offset = int(query.get("offset", 0))
@@ -138,9 +153,11 @@ class Rest:
         page = tuple(members[offset : offset + limit])
         items: list[Any] = []
         if page:
-            # The codec's own wire shape of presence items (data with its encoding).
+            # The codec's own wire shape of presence items (data with its encoding), in msgpack
+            # with binary data as bin, as the frame's msgpack encoding carries it.
             frame = ProtocolMessage(action=ProtocolAction.SYNC, channel=channel, presence=page)
-            items = encode(frame)["presence"]
+            wire = unpack_unchecked(encode_msgpack(frame)) if binary else encode(frame)
+            items = wire["presence"]
         filters = {k: v for k, v in query.items() if k in ("clientId", "connectionId")}
         links = [_link({**filters, "limit": str(limit)}, "first")]
         if offset + limit < len(members):

@@ -5,7 +5,8 @@ The TOML file has three optional parts: ``[[keys]]`` (``name``, ``secret``, and 
 ``[[tokens]]`` (``token``, optionally ``client_id`` and ``capability``), and ``[server]``, whose
 keys are :class:`~presence_core.server.ServerConfig` settings with the values it takes
 (durations in milliseconds).  Command-line flags win over the file; their durations are in
-seconds.  Keys from both are accepted.
+seconds.  Keys from both are accepted.  Ably JWTs need no setting: every key signs them (its
+name is their ``kid``), so a server accepts the JWTs of each key it has.
 """
 
 from __future__ import annotations

@@ -32,8 +32,9 @@ resume window.
 frames by action and composes its collaborators, each stating its own rules:
 
 * ``_auth``: credentials, capabilities and the modes a connection gets on a channel;
+* ``_jwt``: reading and checking an Ably JWT (signature, claims, expiry against ``now``);
 * ``_registry``: transports, connections, resume keys, the clock, heartbeats and deadlines
-  (grace period and ttl);
+  (grace period, ttl, and a token's expiry), and the bound on connections held for a resume;
 * ``_channels``: attachments, member maps, serials, SYNC pages and the fan-out of broadcasts;
 * ``_inbound``: msgSerial dedup of resent frames, re-echo of duplicate PRESENCE, message size
   and the inbound rate limit;

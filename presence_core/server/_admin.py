@@ -53,7 +53,7 @@ class ServerInitiative:
             out: list[ServerCommand],
         ) -> None: ...
 
-        def _lose_transport(self, conn: Connection) -> None: ...
+        def _lose_transport(self, conn: Connection, out: list[ServerCommand]) -> None: ...
 
     def detach_channel(
         self, connection_id: str, channel: str, *, error: ErrorInfo | None = None, now: int
@@ -117,11 +117,17 @@ class ServerInitiative:
             out.append(Deliver(transport_ids=tuple(live), message=frame))
         for tid in live:
             conn = registry.transports[tid]
-            registry.release(tid)
             if conn is not None:
-                self._lose_transport(conn)
-            out.append(Disconnect(transport_id=tid, reason=reason))
+                self._send_away(conn, tid, reason, out)
         return ServerOutput(tuple(out)) if out else EMPTY_OUTPUT
+
+    def _send_away(
+        self, conn: Connection, tid: TransportId, reason: ErrorInfo, out: list[ServerCommand]
+    ) -> None:
+        """Close ``tid`` after its DISCONNECTED: ``conn`` enters its grace period, resumable."""
+        self._registry.release(tid)
+        self._lose_transport(conn, out)
+        out.append(Disconnect(transport_id=tid, reason=reason))
 
     def _connection(self, connection_id: str) -> Connection:
         conn = self._registry.connections.get(connection_id)

@@ -12,8 +12,8 @@ RULES OF THIS MODULE
 * Leaves the server synthesizes have ids starting with ``synth-``, never with a connectionId
   (connection ids are hex), so clients compare them by timestamp (RTP2b1).
 * A channel with neither attachments nor members is dropped; its serial starts again at 0.
-* An item re-entering a member unchanged (:func:`is_reentry_of`) changes nothing and costs
-  nothing.
+* An item re-entering a member unchanged, or from an older state of the member
+  (:func:`is_reentry_of`), changes nothing and costs nothing.
 """
 
 from __future__ import annotations
@@ -39,21 +39,43 @@ __all__: list[str] = []
 
 
 def is_reentry_of(current: PresenceMessage | None, item: PresenceMessage) -> bool:
-    """Whether ``item`` re-enters the stored member ``current`` unchanged: same id, same content.
+    """Whether ``item`` re-enters the stored member ``current`` with nothing newer to apply.
 
-    Such an automatic re-entry (RTP17g) is idempotent: it is ACKed, nothing is broadcast, and it
-    is not charged against the inbound rate, so a client re-entering many members after a
-    reconnect is not refused for members the server still has.
+    That is an automatic re-entry (RTP17g) carrying the member's own id and content, or one
+    carrying an id of the member's connection older than the member's (RTP2b2 order): the
+    client re-entered from a state its own later update had already replaced, as ably-js does
+    when a resumed channel's ATTACHED arrives before the echo of an update sent meanwhile.
+    Applying it would roll the member back behind the user's latest change.  Either way it is
+    ACKed, nothing is broadcast, and it is not charged against the inbound rate, so a client
+    re-entering many members after a reconnect is not refused for members the server still has.
     """
-    return (
-        current is not None
-        and item.id is not None
-        and item.action != PresenceAction.LEAVE
-        and item.id == current.id
-        and item.data == current.data
-        and item.encoding == current.encoding
-        and item.extras == current.extras
-    )
+    if current is None or item.id is None or item.action == PresenceAction.LEAVE:
+        return False
+    if item.id == current.id:
+        return (
+            item.data == current.data
+            and item.encoding == current.encoding
+            and item.extras == current.extras
+        )
+    older = _serial_of(item.id, current.connection_id)
+    newest = _serial_of(current.id, current.connection_id)
+    return older is not None and newest is not None and older < newest
+
+
+def _serial_of(message_id: str | None, connection_id: str | None) -> tuple[int, int] | None:
+    """(msgSerial, index) of an id ``connectionId:msgSerial:index`` of that connection."""
+    if message_id is None or connection_id is None:
+        return None
+    prefix, _, index = message_id.rpartition(":")
+    head, _, serial = prefix.rpartition(":")
+    if head != connection_id or not (_is_number(serial) and _is_number(index)):
+        return None
+    return int(serial), int(index)
+
+
+def _is_number(text: str) -> bool:
+    """ASCII digits of a 64-bit count at most: a client-sent id is parsed without risk."""
+    return 0 < len(text) <= 20 and text.isascii() and text.isdigit()
 
 
 @attrs.define(eq=False)

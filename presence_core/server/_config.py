@@ -13,6 +13,11 @@ import attrs
 
 from presence_core._codec import CodecLimits
 from presence_core._errors import UsageError
+from presence_core._msgpack import (
+    FORMAT as MSGPACK,
+    MISSING as MSGPACK_MISSING,
+    available as msgpack_available,
+)
 from presence_core.server._auth import AccessToken, ApiKey
 
 __all__ = ["ServerConfig"]
@@ -40,6 +45,17 @@ def _frozenset_of_str(value: Iterable[str]) -> frozenset[str]:
     return frozenset(value)
 
 
+def _default_formats() -> frozenset[str]:
+    return frozenset({"json", MSGPACK}) if msgpack_available() else frozenset({"json"})
+
+
+def _formats_available(
+    instance: object, attribute: attrs.Attribute[frozenset[str]], value: frozenset[str]
+) -> None:
+    if MSGPACK in value and not msgpack_available():
+        raise UsageError(MSGPACK_MISSING)
+
+
 @attrs.frozen(kw_only=True)
 class ServerConfig:
     """Settings of a :class:`Server`.  Durations are milliseconds.
@@ -54,9 +70,15 @@ class ServerConfig:
     tokens: tuple[AccessToken, ...] = attrs.field(default=(), converter=_tuple_of_tokens)
     #: Sent as ``connectionDetails.serverId``; clients only log it.
     server_id: str = "presence-core"
-    #: Values of the ``format`` query parameter the adapter can encode.  ably-js sends
-    #: ``json`` when configured with ``useBinaryProtocol: false``.
-    formats: frozenset[str] = attrs.field(default=frozenset({"json"}), converter=_frozenset_of_str)
+    #: Values of the ``format`` query parameter the server accepts; a connect naming another is
+    #: refused (40000).  ``json`` and ``msgpack`` decode in ``receive_frame``; for any other
+    #: value the adapter decodes frames itself.  ably-js sends ``msgpack`` on Node unless
+    #: configured with ``useBinaryProtocol: false``, and ``json`` in browsers.  The default
+    #: is both, or ``json`` alone when msgpack is not installed; naming ``msgpack`` without it
+    #: installed is a UsageError.
+    formats: frozenset[str] = attrs.field(
+        factory=_default_formats, converter=_frozenset_of_str, validator=_formats_available
+    )
     #: Ably's default (15 s).  The client adds its request timeout (10 s) and gives up on a
     #: transport that stays silent longer than the sum.
     max_idle_interval: int = attrs.field(default=15_000, validator=_positive)
@@ -84,6 +106,11 @@ class ServerConfig:
     #: Channels one connection may have attached.  A Chat client uses one per room; 200 is
     #: generous for that and bounds per-connection state.  Beyond it ATTACH fails with 90010.
     max_channels_per_connection: int = attrs.field(default=200, validator=_positive)
+    #: Longest channel name an ATTACH may name, in characters; a longer one fails that attach
+    #: with 40010.  A name is kept for as long as the channel is attached, and a frame may
+    #: carry up to a MiB of one; 1,024 is far beyond a room name with its ``::$chat`` suffix
+    #: and keeps a connection's names within 1 MiB at the channel limit above.
+    max_channel_name_length: int = attrs.field(default=1_024, validator=_positive)
     #: Inbound messages (presence items and channel messages) per second per connection,
     #: with a burst of one second's allowance; beyond it a frame is NACKed 42910.  Ably's
     #: per-connection inbound limit is of this order (its connectionDetails call it
@@ -104,6 +131,19 @@ class ServerConfig:
     #: 1 MiB is 16 messages of the largest size, or the 1,000 frames above at 1 KiB each; it
     #: also bounds the burst one resume sends.
     resume_backlog_bytes: int = attrs.field(default=1 << 20, validator=_positive)
+    #: ACK and NACK frames remembered per connection, so a frame resent after a resume is
+    #: answered as it was the first time (RTN19a).  A client resends only the frames it has not
+    #: seen acknowledged; 1,024 is more than a whole grace period of frames at the default rate
+    #: (15 s at 50 a second).  An older resend is still recognized by its msgSerial and ACKed,
+    #: only its original NACK or echo is forgotten.
+    max_remembered_results: int = attrs.field(default=1_024, validator=_positive)
+    #: Connections without a transport the server keeps for a resume: those in their grace
+    #: period or suspended until ``connection_state_ttl``.  A reconnect storm holds every
+    #: connection of the process at once; 10,000 is ten times the 1,000 clients of the load
+    #: run, more than one process on a small machine serves.  Beyond it the connection held
+    #: longest is forgotten first: its members leave at once, as at the end of a grace period,
+    #: and its resume gets a new connection with error 80008, as after the ttl.
+    max_held_connections: int = attrs.field(default=10_000, validator=_positive)
 
     def __attrs_post_init__(self) -> None:
         if self.heartbeat_interval >= self.max_idle_interval:

@@ -4,8 +4,8 @@ RULES OF THIS MODULE
 
 * Frames the client resends after a resume (RTN19a) are deduplicated by (connection,
   msgSerial): the stored ACK or NACK is sent again and nothing is applied twice.  Only the
-  latest results are remembered; an older duplicate is still recognized by its serial and
-  ACKed, only its original NACK (or echo) is forgotten.
+  latest results are remembered (``max_remembered_results``); an older duplicate is still
+  recognized by its serial and ACKed, only its original NACK (or echo) is forgotten.
 * A duplicate PRESENCE frame first has its echo re-sent to the sender alone
   (:meth:`Inbound._echo_again` says which part and why).
 * Once the grace period has ended, the connection's applied PRESENCE frames are undone (their
@@ -14,12 +14,13 @@ RULES OF THIS MODULE
   broadcast twice.
 * The inbound rate limit is a token bucket per connection, full at one second's allowance.
   Each message or presence item costs one, except a presence item that re-enters a member
-  unchanged (:func:`~presence_core.server._channels.is_reentry_of`), which costs nothing.
+  with nothing newer (:func:`~presence_core.server._channels.is_reentry_of`), which costs
+  nothing.
 """
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any
 
 import attrs
 
@@ -43,10 +44,6 @@ from presence_core.server._registry import Connection
 
 __all__: list[str] = []
 
-# Results (ACK/NACK frames) remembered per connection.  A client only resends what it has not
-# seen acknowledged, which is a handful of frames.
-_REMEMBERED_RESULTS: Final = 1024
-
 
 @attrs.define(eq=False)
 class InboundState:
@@ -55,6 +52,8 @@ class InboundState:
     #: Thousandths of a message the connection may still send, as of ``allowance_at``.
     allowance: int
     allowance_at: int
+    #: How many results to remember (:attr:`ServerConfig.max_remembered_results`).
+    max_results: int
     max_serial: int = -1
     #: The ACK or NACK sent for each remembered serial, or None for an applied PRESENCE frame
     #: whose effect the grace-period leaves undid.
@@ -106,7 +105,7 @@ def remember(
     state.max_serial = max(state.max_serial, serial)
     results = state.results
     results[serial] = result
-    if len(results) > _REMEMBERED_RESULTS:
+    if len(results) > state.max_results:
         oldest = next(iter(results))
         del results[oldest]
         state.echoes.pop(oldest, None)
@@ -146,18 +145,22 @@ class Inbound:
 
     Args:
         rate: Inbound messages per second per connection.
+        remembered: Results remembered per connection for resends.
         channels: Where a duplicate PRESENCE frame's members are looked up for its re-echo.
     """
 
-    __slots__ = ("_channels", "_rate")
+    __slots__ = ("_channels", "_rate", "_remembered")
 
-    def __init__(self, rate: int, channels: Channels) -> None:
+    def __init__(self, rate: int, remembered: int, channels: Channels) -> None:
         self._rate = rate
+        self._remembered = remembered
         self._channels = channels
 
     def new_state(self, clock: int) -> InboundState:
         """The record of a new connection: no serial seen, a full rate bucket."""
-        return InboundState(allowance=self._rate * 1000, allowance_at=clock)
+        return InboundState(
+            allowance=self._rate * 1000, allowance_at=clock, max_results=self._remembered
+        )
 
     def check_serial(
         self, conn: Connection, tid: TransportId, msg: ProtocolMessage, out: list[ServerCommand]

@@ -9,11 +9,19 @@ RULES OF THIS MODULE
   resume) maps to ``None``, so its late frames are ignored rather than misattributed.
 * A connection without a transport has a deadline (its grace period, then its ttl), and so
   does a recovered one until its hold on unattached channels ends (``end_hold``, see
-  :meth:`Registry.hold_until`).  Deadlines sit in a heap ordered by
+  :meth:`Registry.hold_until`).  A connection whose credential expires (a JWT) also has an
+  expiry, kept apart from that deadline: when it comes while the connection has a transport,
+  ``end_token`` sends the client away (RTN15h), and a new credential first (an AUTH or a
+  resume) replaces it.  Deadlines and expiries sit in one heap ordered by
   (deadline, creation order), so a call costs the same whether none or 10,000 connections are
   waiting.  An entry is deleted lazily: it is skipped when it comes up if its connection has
-  since resumed, been forgotten or been given a later deadline (its ``stamp`` no longer
-  matches), and the heap is rebuilt when stale entries outnumber the current ones.
+  since resumed, been forgotten or been given a later deadline or credential (its stamp
+  matches neither ``stamp`` nor ``expiry_stamp``), and the heap is rebuilt when stale entries
+  outnumber the current ones.
+* At most ``max_held_connections`` connections are without a transport.  One more forgets the
+  connection held longest: if its grace period is still running, ``end_grace`` makes its
+  members leave first, so none stays as a ghost; its key then resumes nothing (80008).  The
+  held ones are kept in the order they lost their transport, so finding it costs O(1).
 
 THEORY OF OPERATION
 
@@ -29,6 +37,7 @@ connection with error 80008.  Due deadlines fire in deadline order, ties in crea
 from __future__ import annotations
 
 import heapq
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, TypeAlias
 
@@ -80,8 +89,12 @@ class Connection:
     #: Grace deadline while DISCONNECTED, ttl deadline while SUSPENDED.
     deadline: int | None = None
     ttl_deadline: int | None = None
-    #: Which heap entry holds the current deadline; any other entry of this connection is stale.
+    #: Which heap entry holds the current deadline; an entry of this connection matching
+    #: neither this nor ``expiry_stamp`` is stale.
     stamp: int = 0
+    #: When its credential expires (epoch ms, a JWT's ``exp``), and which heap entry holds it.
+    expiry: int | None = None
+    expiry_stamp: int = 0
     #: channel name -> granted modes, in attach order.
     channels: dict[str, int] = attrs.Factory(dict)
     #: MESSAGE frames held while the transport is gone or the channels are not yet re-attached.
@@ -104,6 +117,12 @@ class Connection:
 _Entry: TypeAlias = tuple[int, int, int, Connection]
 
 
+def _current(entry: _Entry) -> bool:
+    """Whether ``entry`` is its connection's deadline or expiry, not a stale one."""
+    stamp, conn = entry[2], entry[3]
+    return stamp in (conn.stamp, conn.expiry_stamp)
+
+
 class Registry:
     """Owns every transport and connection, the server clock, heartbeats and deadlines.
 
@@ -113,6 +132,8 @@ class Registry:
         end_grace: Called when a connection's grace period ends, before it is SUSPENDED:
             it makes the connection's members leave and drops its attachments.
         end_hold: Called when the deadline :meth:`hold_until` set for a live connection comes.
+        end_token: Called when the credential of a connection with a transport expires: it
+            sends the client away, the connection staying resumable.
     """
 
     __slots__ = (
@@ -122,6 +143,7 @@ class Registry:
         "_deadlines",
         "_end_grace",
         "_end_hold",
+        "_end_token",
         "_live",
         "_next_heartbeat",
         "_random_hex",
@@ -139,11 +161,13 @@ class Registry:
         random_hex: Callable[[int], str],
         end_grace: Callable[[Connection, list[ServerCommand]], None],
         end_hold: Callable[[Connection, list[ServerCommand]], None],
+        end_token: Callable[[Connection, list[ServerCommand]], None],
     ) -> None:
         self._config = config
         self._random_hex = random_hex
         self._end_grace = end_grace
         self._end_hold = end_hold
+        self._end_token = end_token
         self.clock = 0
         self._seq = 0
         #: transport id -> its connection, or None once released (awaiting transport_closed).
@@ -151,12 +175,12 @@ class Registry:
         #: connection id -> connection, in creation order.
         self.connections: dict[str, Connection] = {}
         self._by_key: dict[str, Connection] = {}
-        #: Connections without a transport, by id: the ones with a deadline.
-        self._waiting: dict[str, Connection] = {}
+        #: Connections without a transport, by id, held longest first: the ones with a deadline.
+        self._waiting: OrderedDict[str, Connection] = OrderedDict()
         #: Their deadlines, with stale entries deleted lazily (see the module rules).
         self._deadlines: list[_Entry] = []
         self._stamps = 0
-        #: Connections with a deadline: the heap's current entries.
+        #: Deadlines and expiries set: the heap's current entries.
         self._armed = 0
         #: Transports that get heartbeats, in the order they were bound.
         self._live: dict[TransportId, Connection] = {}
@@ -168,6 +192,11 @@ class Registry:
         deadlines = self._deadlines
         while deadlines and deadlines[0][0] <= clock:
             _, _, stamp, conn = heapq.heappop(deadlines)
+            if stamp == conn.expiry_stamp:
+                self._set_expiry(conn, None)
+                if conn.transport is not None:
+                    self._end_token(conn, out)
+                continue
             if stamp != conn.stamp:
                 continue
             if conn.state is ServerConnectionState.CONNECTED:
@@ -197,7 +226,7 @@ class Registry:
         if not deadlines:
             return heartbeat
         entry = deadlines[0]
-        while entry[2] != entry[3].stamp:
+        while not _current(entry):
             heapq.heappop(deadlines)  # Stale: dropping it changes no answer.
             if not deadlines:
                 return heartbeat
@@ -215,13 +244,30 @@ class Registry:
         conn.stamp = self._stamps
         self._armed += (deadline is not None) - (conn.deadline is not None)
         conn.deadline = deadline
-        if deadline is None:
-            return
+        if deadline is not None:
+            self._push(deadline, conn)
+
+    def _set_expiry(self, conn: Connection, expiry: int | None) -> None:
+        """Make ``expiry`` the connection's only live expiry entry, as :meth:`_set_deadline`."""
+        self._stamps += 1
+        conn.expiry_stamp = self._stamps
+        self._armed += (expiry is not None) - (conn.expiry is not None)
+        conn.expiry = expiry
+        if expiry is not None:
+            self._push(expiry, conn)
+
+    def _push(self, when: int, conn: Connection) -> None:
+        """Add the entry of ``conn`` at ``when``, whose stamp was just made."""
         deadlines = self._deadlines
-        heapq.heappush(deadlines, (deadline, conn.seq, conn.stamp, conn))
+        heapq.heappush(deadlines, (when, conn.seq, self._stamps, conn))
         if len(deadlines) > max(_MIN_REBUILD, 2 * self._armed):
-            deadlines[:] = [entry for entry in deadlines if entry[2] == entry[3].stamp]
+            deadlines[:] = [entry for entry in deadlines if _current(entry)]
             heapq.heapify(deadlines)
+
+    def set_grant(self, conn: Connection, grant: Grant) -> None:
+        """Give ``conn`` the credential ``grant``; its expiry, if any, replaces the last one."""
+        conn.grant = grant
+        self._set_expiry(conn, grant.expires)
 
     def resumable(self, key: str, client_id: str | None) -> Connection | ErrorInfo:
         """Return the connection ``key`` resumes, or why it cannot be resumed (80008)."""
@@ -263,6 +309,7 @@ class Registry:
         )
         self.connections[conn_id] = conn
         self._by_key[key] = conn
+        self.set_grant(conn, grant)
         self._bind(transport_id, conn)
         return conn
 
@@ -288,7 +335,7 @@ class Registry:
         conn.state = ServerConnectionState.CONNECTED
         conn.ttl_deadline = None
         self._set_deadline(conn, None)
-        conn.grant = grant
+        self.set_grant(conn, grant)
         conn.echo = echo
         conn.format = fmt
         self._bind(transport_id, conn)
@@ -310,15 +357,26 @@ class Registry:
         """Record a transport whose connect was refused: it carries no connection."""
         self.transports[transport_id] = None
 
-    def lose_transport(self, conn: Connection) -> None:
-        """Start the grace period of a connection whose transport went away."""
+    def lose_transport(self, conn: Connection, out: list[ServerCommand]) -> None:
+        """Start the grace period of a connection whose transport went away.
+
+        Beyond ``max_held_connections`` the connection held longest is forgotten (see the
+        module rules).
+        """
         if conn.transport is not None:
             self._live.pop(conn.transport, None)
         conn.transport = None
         conn.state = ServerConnectionState.DISCONNECTED
-        conn.ttl_deadline = self.clock + self._config.connection_state_ttl
-        self._waiting[conn.id] = conn
-        self._set_deadline(conn, self.clock + self._config.grace_period)
+        config = self._config
+        conn.ttl_deadline = self.clock + config.connection_state_ttl
+        waiting = self._waiting
+        waiting[conn.id] = conn
+        self._set_deadline(conn, self.clock + config.grace_period)
+        if len(waiting) > config.max_held_connections:
+            _, oldest = waiting.popitem(last=False)
+            if oldest.state is ServerConnectionState.DISCONNECTED:
+                self._end_grace(oldest, out)
+            self.forget(oldest)
 
     def release(self, transport_id: TransportId) -> None:
         """Let go of ``transport_id``: its later frames are ignored."""
@@ -336,3 +394,4 @@ class Registry:
         self._by_key.pop(conn.key, None)
         self._waiting.pop(conn.id, None)
         self._set_deadline(conn, None)
+        self._set_expiry(conn, None)

@@ -43,6 +43,7 @@ from presence_core.server._inbound import (
     remember_echo,
     undo_presence,
 )
+from presence_core.server._jwt import TOKEN_EXPIRED
 from presence_core.server._output import (
     EMPTY_OUTPUT,
     Deliver,
@@ -84,10 +85,14 @@ class Server(ServerInitiative):
         self._config = config
         self._entropy = entropy
         self._auth = Authenticator(config.keys, config.tokens, config.formats)
-        self._registry = Registry(config, self._random_hex, self._end_grace, self._end_hold)
+        self._registry = Registry(
+            config, self._random_hex, self._end_grace, self._end_hold, self._end_token
+        )
         self._pager = SyncPager(config.sync_page_interval)
         self._channels = Channels(self._random_hex, config.sync_page_size, self._pager)
-        self._inbound = Inbound(config.max_messages_per_second, self._channels)
+        self._inbound = Inbound(
+            config.max_messages_per_second, config.max_remembered_results, self._channels
+        )
 
     # --- public API ---------------------------------------------------------------------
 
@@ -106,10 +111,11 @@ class Server(ServerInitiative):
     ) -> ServerOutput:
         """Accept a WebSocket upgrade whose query parameters are ``params``.
 
-        Reads ``key`` or ``access_token``, ``clientId``, ``resume`` or ``recover``, ``echo``
-        and ``format`` (``v``, ``heartbeats`` and ``agent`` are accepted and ignored: the
-        server always sends HEARTBEAT frames, which every platform understands).  Replies
-        CONNECTED, or ERROR plus :class:`Disconnect` when the credentials are refused.
+        Reads ``key`` or ``access_token`` (an opaque token or an Ably JWT), ``clientId``,
+        ``resume`` or ``recover``, ``echo`` and ``format`` (``v``, ``heartbeats`` and ``agent``
+        are accepted and ignored: the server always sends HEARTBEAT frames, which every
+        platform understands).  Replies CONNECTED, or ERROR plus :class:`Disconnect` when the
+        credentials are refused.
 
         ``recover`` (RTN16) carries the connectionKey of a client's recovery key and is
         treated as ``resume`` is: the same connection while it is still remembered (its id,
@@ -123,7 +129,7 @@ class Server(ServerInitiative):
             raise UsageError(f"transport {transport_id!r} is already connected")
         out: list[ServerCommand] = []
         self._advance(now, out)
-        auth = self._auth.authenticate(params)
+        auth = self._auth.authenticate(params, now=registry.clock)
         if isinstance(auth, ErrorInfo):
             registry.refuse(transport_id)
             out.append(Deliver(transport_ids=(transport_id,), message=error_frame(auth)))
@@ -248,7 +254,7 @@ class Server(ServerInitiative):
         out: list[ServerCommand] = []
         self._advance(now, out)
         if conn is not None:
-            self._lose_transport(conn)
+            self._lose_transport(conn, out)
             self._advance(now, out)
         return ServerOutput(tuple(out)) if out else EMPTY_OUTPUT
 
@@ -332,8 +338,20 @@ class Server(ServerInitiative):
         for name in sorted(backlog.channels) if backlog is not None else ():
             self._channels.detach(conn, name, self._registry.clock, out)
 
-    def _lose_transport(self, conn: Connection) -> None:
-        self._registry.lose_transport(conn)
+    def _end_token(self, conn: Connection, out: list[ServerCommand]) -> None:
+        """The connection's token expired: DISCONNECTED 40142, and its grace period starts.
+
+        As Ably does (RTN15h): a client that can renew its token resumes with a new one and
+        keeps its connection; an AUTH with a valid token before the expiry avoids this.
+        """
+        tid = conn.transport
+        if tid is not None:
+            frame = ProtocolMessage(action=ProtocolAction.DISCONNECTED, error=TOKEN_EXPIRED)
+            out.append(Deliver(transport_ids=(tid,), message=frame))
+            self._send_away(conn, tid, TOKEN_EXPIRED, out)
+
+    def _lose_transport(self, conn: Connection, out: list[ServerCommand]) -> None:
+        self._registry.lose_transport(conn, out)
         hold_all(conn)
         self._channels.invalidate(conn)
 
@@ -375,7 +393,7 @@ class Server(ServerInitiative):
     ) -> None:
         # The client gave up on this transport and will resume on a new one: same as a loss.
         self._registry.release(tid)
-        self._lose_transport(conn)
+        self._lose_transport(conn, out)
         out.append(Disconnect(transport_id=tid))
 
     def _on_auth(
@@ -385,12 +403,12 @@ class Server(ServerInitiative):
         # the modes of existing attachments to its capability, and is answered with CONNECTED
         # (the same id and key).  Refused, the client's connection fails (RTC8a2), so the
         # server ends it at once, as a CLOSE does, rather than keep its members as ghosts.
-        grant = self._auth.reauthorize(msg.auth, conn.client_id)
+        grant = self._auth.reauthorize(msg.auth, conn.client_id, now=self._registry.clock)
         if isinstance(grant, ErrorInfo):
             out.append(Deliver(transport_ids=(tid,), message=error_frame(grant)))
             self._end(conn, tid, grant, out)
             return
-        conn.grant = grant
+        self._registry.set_grant(conn, grant)
         for name, modes in conn.channels.items():
             conn.channels[name] = modes & capability_modes(grant.capability, name)
         self._channels.invalidate(conn)
@@ -402,6 +420,10 @@ class Server(ServerInitiative):
         name = msg.channel
         if not name:
             out.append(no_channel(tid, "ATTACH"))
+            return
+        if len(name) > self._config.max_channel_name_length:
+            reason = error(40010, 400, "Invalid channel name: too long")
+            out.append(Deliver(transport_ids=(tid,), message=error_frame(reason, name)))
             return
         allowed = capability_modes(conn.grant.capability, name)
         if not allowed:

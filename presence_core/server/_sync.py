@@ -11,6 +11,10 @@ RULES OF THIS MODULE
   the old one is never sent (RTP18a: the client restarts on the new sync id).
 * A page is sent only while its transport is still attached to the channel; a sync whose
   transport detached or went away ends there.
+* A replaced sync leaves its heap entry behind, deleted when it comes up.  A client asking for
+  syncs in a loop would pile them up behind another sync's earlier page, so the heap is
+  rebuilt from the running syncs' entries when stale ones outnumber those: it stays within
+  twice the running syncs, of which there is one per (channel, transport) at most.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections.abc import Callable, Sequence
+from typing import Final
 
 from presence_core._wire import ProtocolMessage
 from presence_core.server._output import Deliver, ServerCommand, TransportId
@@ -25,6 +30,9 @@ from presence_core.server._output import Deliver, ServerCommand, TransportId
 __all__: list[str] = []
 
 _Key = tuple[str, TransportId]
+
+# A heap with fewer entries than this is never rebuilt: rebuilding costs more than its stale ones.
+_MIN_REBUILD: Final = 64
 
 
 class SyncPager:
@@ -73,6 +81,10 @@ class SyncPager:
             token = next(self._tokens)
             self._running[key] = (token, list(rest))
             heapq.heappush(self._heap, (now + self._interval, token, key))
+        heap, running = self._heap, self._running
+        if len(heap) > max(_MIN_REBUILD, 2 * len(running)):
+            heap[:] = [entry for entry in heap if running.get(entry[2], (None,))[0] == entry[1]]
+            heapq.heapify(heap)
 
     def next_deadline(self) -> int | None:
         """When the next page is due, or ``None``."""

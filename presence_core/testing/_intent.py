@@ -56,10 +56,15 @@ world that follows from what it asked for.  Three things are checked, for every 
    recover.  Otherwise the new process learns from each room's first ATTACHED: with RESUMED
    the server kept the attachment and its members, so the settled intents hold; without it
    the server had removed them, and the new process, which does not know them, cannot enter
-   them again, so they are absent.  For a client without ``subscribe``, which never sees its
-   own members again and so could not re-enter them after a later loss, they are uncertain
-   instead of holding.  The new process starts with no events, so its event-built view
-   starts empty.
+   them again, so they are absent.  A re-entry the old process still owed is lost with it:
+   once a room left ATTACHED for ATTACHING (the server may have detached it and removed its
+   members), or attached again without RESUMED, a member is back on the server only when an
+   ATTACHED with RESUMED follows, the client sees its presence, or a new operation for it
+   succeeds.  One the process died owing is uncertain, even if the new process's ATTACHED is
+   RESUMED: the old process may have attached again before the re-entry went out.  For a
+   client without ``subscribe``, which never sees its own members again and so could not
+   re-enter them after a later loss, they are uncertain instead of holding.  The new process
+   starts with no events, so its event-built view starts empty.
 
 A client whose connection is not CONNECTED once quiet fails the check outright.
 """
@@ -130,6 +135,7 @@ class _ClientIntent:
         "failed_upto",
         "issued",
         "recovering",
+        "reentering",
         "restarted",
         "subscribed",
         "view",
@@ -152,6 +158,9 @@ class _ClientIntent:
         #: channel -> what the old process had settled there, decided by the new process's
         #: first ATTACHED of the channel (point 3); with ``subscribed`` false it is uncertain.
         self.recovering: dict[str, dict[str | None, tuple[str, Any]]] = {}
+        #: channel -> the clientIds present by intent whose re-entry the library owes: the
+        #: room attached again without RESUMED, and no presence of theirs was seen since.
+        self.reentering: dict[str, set[str | None]] = {}
         self.subscribed = True
 
     def barrier(self, channel: str) -> _Barrier:
@@ -212,6 +221,10 @@ class IntentModel:
             intent.expected[(channel, acting)] = (_UNKNOWN, None)
         for channel in detaching:
             self._expect_all(intent, channel, _UNKNOWN)
+        for channel, owed in intent.reentering.items():
+            for acting in owed:
+                intent.expected[(channel, acting)] = (_UNKNOWN, None)
+        intent.reentering.clear()
         intent.issued.clear()
         # The new process numbers its operations from 1 again.
         intent.barriers.clear()
@@ -242,6 +255,8 @@ class IntentModel:
         if barrier is not None and op.id <= barrier.detached_upto:
             return True  # issued before a detach the server confirmed: the detach decides
         key = (op.channel, acting)
+        if ok:
+            intent.reentering.get(op.channel, set()).discard(acting)
         if not ok or op.id <= intent.failed_upto.get(op.channel, 0):
             intent.expected[key] = (_UNKNOWN, None)
         elif action is _LEAVE:
@@ -262,6 +277,18 @@ class IntentModel:
             if isinstance(event, ChannelStateChanged):
                 if event.current is ChannelState.ATTACHED and channel in intent.recovering:
                     self._recovered(intent, channel, resumed=event.resumed)
+                elif event.current is ChannelState.ATTACHED and event.resumed:
+                    intent.reentering.pop(channel, None)  # the server kept the members
+                elif event.current is ChannelState.ATTACHED or (
+                    event.current is ChannelState.ATTACHING
+                    and event.previous is ChannelState.ATTACHED
+                ):
+                    # Continuity is lost or in doubt: the server may have removed the members.
+                    intent.reentering[channel] = {
+                        acting
+                        for (room, acting), (state, _) in intent.expected.items()
+                        if room == channel and state == _PRESENT
+                    }
                 if event.current is ChannelState.FAILED:
                     intent.blind.add(channel)
                     intent.failed_upto[channel] = intent.barrier(channel).latest
@@ -288,6 +315,9 @@ class IntentModel:
                 self._violations.append(f"{client}: an ABSENT event in {channel}")
             else:
                 view[key] = event.data
+                owed = intent.reentering.get(channel)
+                if owed:
+                    owed.discard(event.client_id)  # the server holds it again
 
     @staticmethod
     def _recovered(intent: _ClientIntent, channel: str, *, resumed: bool) -> None:

@@ -216,11 +216,13 @@ async def clients(where: Any, *client_ids: str, **options: Any) -> AsyncIterator
 
 
 class Gate:
-    """A connector that can hold back the SYNC frames its links receive, or refuse to open."""
+    """A connector that can hold back the SYNC or PRESENCE frames its links receive, or refuse
+    to open."""
 
     def __init__(self, inner: Connector) -> None:
         self.inner = inner
         self.hold_sync = False
+        self.hold_presence = False
         self.refuse = False
         self.held: list[tuple[Deliver, ProtocolMessage]] = []
         self.opened = 0
@@ -236,6 +238,14 @@ class Gate:
         held, self.held = self.held, []
         for deliver, message in held:
             deliver(message)
+
+    def release_together(self) -> None:
+        """Hand the held frames to the client in one ``many`` call, as a link does with frames
+        read together."""
+        self.hold_sync = self.hold_presence = False
+        held, self.held = self.held, []
+        deliver = held[0][0]
+        deliver.many([message for _, message in held])  # type: ignore[attr-defined]
 
 
 class _GatedLink:
@@ -253,7 +263,9 @@ class _GatedLink:
         gate = self._gate
 
         def gated(message: ProtocolMessage) -> None:
-            if gate.hold_sync and message.action == ProtocolAction.SYNC:
+            if (gate.hold_sync and message.action == ProtocolAction.SYNC) or (
+                gate.hold_presence and message.action == ProtocolAction.PRESENCE
+            ):
                 gate.held.append((deliver, message))
             else:
                 deliver(message)

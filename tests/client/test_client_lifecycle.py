@@ -5,12 +5,24 @@ Both transports where the network matters, both event loops always.
 
 from __future__ import annotations
 
+import logging
+
 import anyio
 import pytest
 
 import presence_core
-from presence_core import ConnectionState, PresenceAction, PresenceMessage, UsageError
+from presence_core import (
+    AuthDetails,
+    ConnectionDetails,
+    ConnectionState,
+    PresenceAction,
+    PresenceMessage,
+    ProtocolAction,
+    ProtocolMessage,
+    UsageError,
+)
 from presence_core.client import Client, ServerHost, connect
+from presence_core.client._support import redacted
 from tests.client.support import HANG, KEY, TRANSPORTS, Recorder, clients, make_server, target
 
 pytestmark = pytest.mark.anyio
@@ -161,3 +173,43 @@ async def test_close_is_idempotent_and_ends_feeds() -> None:
             await alice.close()
             assert [e async for e in feed] == []
             assert alice.connection.state is CS.CLOSED
+
+
+async def test_logged_frames_hide_connection_keys_and_tokens(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Every frame is logged at DEBUG, but a connection key (a resume credential) and a token
+    never appear: a log reader must not be able to take the connection over."""
+    server = make_server()
+    caplog.set_level(logging.DEBUG, logger="presence_core")
+    with anyio.fail_after(HANG):
+        async with target("websocket", server) as (url, _), clients(url, "alice") as (alice,):
+            room = await alice.rooms.get("r")
+            await room.presence.enter("here")
+            key = alice._conn.connection_key
+            # An AUTH frame carries a token; the server refuses this one, ending the connection.
+            alice._call(lambda t: alice._conn.authorize("secret-token", now=t))
+            await alice.connection.wait_for(ConnectionState.FAILED)
+    assert key
+    frames = [r.getMessage() for r in caplog.records if r.name == "presence_core.client.websocket"]
+    assert any("CONNECTED" in line for line in frames)
+    assert any("AUTH" in line for line in frames)
+    assert not [line for line in frames if key in line or "secret-token" in line]
+
+
+def test_redacted_hides_only_the_credentials() -> None:
+    details = ConnectionDetails(connection_key="k1", max_idle_interval=5)
+    message = ProtocolMessage(
+        action=ProtocolAction.CONNECTED, connection_key="k1", connection_details=details
+    )
+    hidden = redacted(message)
+    assert hidden.connection_key != "k1"
+    assert hidden.connection_details is not None
+    assert hidden.connection_details.connection_key != "k1"
+    assert hidden.connection_details.max_idle_interval == 5
+    auth = ProtocolMessage(
+        action=ProtocolAction.AUTH, auth=AuthDetails(access_token="s3cr3t-value")
+    )
+    assert "s3cr3t-value" not in repr(redacted(auth))
+    plain = ProtocolMessage(action=ProtocolAction.HEARTBEAT)
+    assert redacted(plain) is plain
