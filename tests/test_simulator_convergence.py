@@ -60,10 +60,13 @@ SCHEDULES = strategies.schedules(
 )
 
 # At least 3,000 schedules (``ci``), and 4 times the profile's example count beyond that: 20,000
-# under ``thorough``.  Each fault kind, and each effect the schedules aim at, must occur in at
-# least one in fifteen of them: 200 under ``ci``.
+# under ``thorough``.  Each fault kind must occur in at least one in fifteen of them (200 under
+# ``ci``), and each effect the schedules aim at in one in twenty (150): an effect depends on
+# timing within the schedule, and the derandomized examples shift with what ran before in the
+# same process (184 to 203 of 3,000 for the rarest, duplicate frames), so it needs the margin.
 EXAMPLES = max(3_000, 4 * settings().max_examples)
 MIN_PER_KIND = EXAMPLES // 15
+MIN_PER_EFFECT = EXAMPLES // 20
 
 #: The fault kinds the property counts, as labels of schedule events.
 FAULT_KINDS = (
@@ -137,13 +140,15 @@ def test_convergence_under_generated_fault_schedules() -> None:
     entered members are present again with their latest data (RTP17, RTP19, RTN15, RTN19a).
 
     Then the count over the schedules it ran: at least :data:`EXAMPLES` of them, each fault
-    kind in at least :data:`MIN_PER_KIND`.
+    kind in at least :data:`MIN_PER_KIND` and each effect in at least :data:`MIN_PER_EFFECT`.
     """
     RAN.clear()
     _converges()
     assert RAN["schedules"] >= EXAMPLES
-    rare = {kind: RAN[kind] for kind in (*FAULT_KINDS, *EMERGENT_KINDS) if RAN[kind] < MIN_PER_KIND}
+    rare = {kind: RAN[kind] for kind in FAULT_KINDS if RAN[kind] < MIN_PER_KIND}
     assert not rare, f"fault kinds in fewer than {MIN_PER_KIND} schedules: {rare}"
+    rare = {kind: RAN[kind] for kind in EMERGENT_KINDS if RAN[kind] < MIN_PER_EFFECT}
+    assert not rare, f"effects in fewer than {MIN_PER_EFFECT} schedules: {rare}"
 
 
 def test_D10_simulations_run_under_the_servers_default_limits() -> None:
