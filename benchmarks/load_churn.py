@@ -39,7 +39,6 @@ import sys
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping
 from typing import Any, Final
 
 import anyio
@@ -47,8 +46,9 @@ import anyio.abc
 import attrs
 
 import presence_core
-from presence_core import ConnectionSettings, ErrorInfo, RoomOptions, decode_data
-from presence_core.client import Client, Link, Room, WebSocketConnector
+from presence_core import ConnectionSettings, RoomOptions, decode_data
+from presence_core.client import Client, Room
+from tests.serve.support import Breakable
 
 KEY: Final = "load.key:s3cret"
 ROOM: Final = "load"
@@ -186,41 +186,11 @@ class _Server:
         return table
 
 
-class _Cuttable:
-    """A WebSocket connector whose current link the driver can cut, as a network failure does."""
-
-    def __init__(self, url: str) -> None:
-        self._inner = WebSocketConnector(url)
-        self._scope: anyio.CancelScope | None = None
-
-    async def open(self, params: Mapping[str, str]) -> Link:
-        return _CutLink(self, await self._inner.open(params))
-
-    def cut(self) -> None:
-        """End the current socket without a closing handshake; the client resumes."""
-        if self._scope is not None:
-            self._scope.cancel()
-
-
-class _CutLink:
-    def __init__(self, owner: _Cuttable, inner: Link) -> None:
-        self._owner = owner
-        self._inner = inner
-        self.send = inner.send
-        self.close = inner.close
-
-    async def run(self, deliver: Any) -> ErrorInfo | None:
-        scope = self._owner._scope = anyio.CancelScope()
-        with scope:
-            return await self._inner.run(deliver)
-        return ErrorInfo(code=80003, status_code=503, message="cut by the load driver")
-
-
 @attrs.define(eq=False)
 class _Member:
     client_id: str
     subscribed: bool
-    connector: _Cuttable
+    connector: Breakable
     client: Client | None = None
     room: Room | None = None
     #: The data of the last acknowledged enter or update; None once left.
@@ -264,7 +234,7 @@ class _Driver:
         assert room is not None
         try:
             if action == "cut":
-                member.connector.cut()
+                member.connector.break_links()
                 return
             if action == "leave":
                 await room.presence.leave()
@@ -335,7 +305,7 @@ async def run(plan: Plan) -> RunResult:
         url = f"ws://127.0.0.1:{server.port}/"
         driver = _Driver(plan, server, result)
         driver.members = [
-            _Member(client_id=f"u{i:04d}", subscribed=i < plan.sample, connector=_Cuttable(url))
+            _Member(client_id=f"u{i:04d}", subscribed=i < plan.sample, connector=Breakable(url))
             for i in range(plan.clients)
         ]
         done = anyio.Event()

@@ -21,9 +21,10 @@ pytestmark = pytest.mark.anyio
 KEY = "app.jwt:wLzQ9cN4tV2xR7bM1kH6yF3jD8sA5gE0uP"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    backend: str = request.param
+    return backend
 
 
 def token_command(*argv: str) -> str:

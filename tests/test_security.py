@@ -251,16 +251,17 @@ def test_connection_and_recovery_keys_are_unguessable(param: str) -> None:
     assert [m.connection_id for m in server.members(CH)] == [alice.connection_id]
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    backend: str = request.param
+    return backend
 
 
 #: The loggers of the serving side: the app, its runner and the host driving the reducer.
 _SERVER_LOGGERS = ("presence_core.serve", "presence_core.server", "presence_core.client.host")
 
 
-async def _serve_session(caplog: pytest.LogCaptureFixture) -> tuple[set[str], str]:
+async def _serve_session(caplog: pytest.LogCaptureFixture, backend: str) -> tuple[set[str], str]:
     """Run a serve session at DEBUG with a resume and a recovery; its keys and recovery key."""
     caplog.set_level(logging.DEBUG)
     key = ApiKey(name="app.key", secret=SECRET)
@@ -277,7 +278,9 @@ async def _serve_session(caplog: pytest.LogCaptureFixture) -> tuple[set[str], st
 
     with anyio.fail_after(HANG):
         async with anyio.create_task_group() as group:
-            group.start_soon(lambda: serve(app, sock, stop=stop, log_level="debug"))
+            group.start_soon(
+                lambda: serve(app, sock, backend=backend, stop=stop, log_level="debug")
+            )
             links = Breakable(url)
             async with client_connect(links, key=key.key, client_id="alice") as alice:
                 room = await alice.rooms.get("lobby")
@@ -306,10 +309,10 @@ def _leaks(records: list[logging.LogRecord], secrets_: set[str]) -> list[logging
 
 @pytest.mark.anyio
 async def test_connection_and_recovery_keys_are_never_logged(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, anyio_backend: str
 ) -> None:
     """A serve session at DEBUG, with a resume and a recovery: no key in the server's logs."""
-    keys, recovery = await _serve_session(caplog)
+    keys, recovery = await _serve_session(caplog, anyio_backend)
     served = [r for r in caplog.records if r.name.startswith(_SERVER_LOGGERS)]
     assert served  # the serving side did log, at DEBUG
     assert _leaks(served, {*keys, recovery}) == []
@@ -317,9 +320,9 @@ async def test_connection_and_recovery_keys_are_never_logged(
 
 @pytest.mark.anyio
 async def test_connection_and_recovery_keys_are_never_logged_by_the_client(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, anyio_backend: str
 ) -> None:
-    keys, recovery = await _serve_session(caplog)
+    keys, recovery = await _serve_session(caplog, anyio_backend)
     mine = [r for r in caplog.records if r.name.startswith("presence_core")]
     assert _leaks(mine, {*keys, recovery}) == []
 

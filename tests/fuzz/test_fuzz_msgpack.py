@@ -8,17 +8,19 @@ and a server answers a refused msgpack frame with one NACK or ERROR and changes 
 
 from __future__ import annotations
 
-from typing import Any
-
-import pytest
+import msgpack
 from hypothesis import given, strategies as st
 
-from presence_core import CodecLimits, ProtocolError, ProtocolMessage, UsageError
+from presence_core import (
+    CodecLimits,
+    ProtocolError,
+    ProtocolMessage,
+    UsageError,
+    decode_msgpack,
+    encode_msgpack,
+)
 from tests.fuzz.frames import client_frames, mutated_bytes, mutated_wire, server_frames
 from tests.fuzz.test_fuzz_server import LIMITS, T0, check_refusal, start, state
-
-codec: Any = pytest.importorskip("presence_core._msgpack")
-msgpack: Any = pytest.importorskip("msgpack")
 
 TIGHT = CodecLimits(
     max_frame_bytes=512, max_nesting_depth=3, max_presence_items=2, max_message_items=2
@@ -28,7 +30,7 @@ traffic = st.one_of(server_frames(), client_frames())
 
 def _packed(message: ProtocolMessage) -> bytes:
     try:
-        packed: bytes = codec.encode_msgpack(message)
+        packed: bytes = encode_msgpack(message)
     except UsageError:  # a payload msgpack cannot carry
         return b"\x80"
     return packed
@@ -37,11 +39,11 @@ def _packed(message: ProtocolMessage) -> bytes:
 def check_decode(frame: bytes, limits: CodecLimits) -> ProtocolMessage | None:
     """Decode ``frame``; only ProtocolError may escape, and an accepted frame round-trips."""
     try:
-        message: ProtocolMessage = codec.decode_msgpack(frame, limits=limits)
+        message: ProtocolMessage = decode_msgpack(frame, limits=limits)
     except ProtocolError as exc:
         error = exc
     else:
-        assert codec.decode_msgpack(codec.encode_msgpack(message), limits=limits) == message
+        assert decode_msgpack(encode_msgpack(message), limits=limits) == message
         return message
     assert error.code == 40000
     return None
@@ -84,7 +86,7 @@ def test_server_answers_bad_msgpack_frames_and_changes_nothing(frames: list[byte
         before = state(server)
         out = server.receive_frame("m1", frame, now=now)
         try:
-            codec.decode_msgpack(frame, limits=LIMITS)
+            decode_msgpack(frame, limits=LIMITS)
         except ProtocolError:
             check_refusal(out, "m1")
             assert state(server) == before

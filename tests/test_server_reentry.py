@@ -22,7 +22,7 @@ def _attached(server: Server, tid: str, client_id: str) -> harness.Client:
     return client
 
 
-def test_reentry_older_than_the_member_is_acked_and_changes_nothing() -> None:
+def test_D10_RTP17i_reentry_older_than_the_member_is_acked_and_changes_nothing() -> None:
     server = harness.make_server(max_messages_per_second=1)
     alice, _ = _attached(server, "ta", "alice"), _attached(server, "tb", "bob")
     harness.presence(server, alice, CH, PresenceAction.ENTER, {"v": 1})
@@ -47,7 +47,7 @@ def test_reentry_older_than_the_member_is_acked_and_changes_nothing() -> None:
     assert member.id == f"{alice.connection_id}:1:0"
 
 
-def test_reentry_newer_than_the_member_or_from_another_connection_is_applied() -> None:
+def test_D10_RTP17i_reentry_newer_than_the_member_or_from_another_connection_is_applied() -> None:
     """So is one whose id is not an id of the member's connection, however odd."""
     server = harness.make_server()
     alice, _ = _attached(server, "ta", "alice"), _attached(server, "tb", "bob")
